@@ -8,18 +8,14 @@ Prints one JSON line per scene set and a summary line. Run: ``python benchmarks/
 import contextlib
 import io
 import json
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from fake_detections import random_scene_set  # noqa: E402
-
-from yolo_teach.metrics import COCO_STATS_KEYS, mean_average_precision, to_coco  # noqa: E402
+from yolo_teach.metrics import COCO_STATS_KEYS, mean_average_precision, to_coco
+from yolo_teach.metrics.simulate import random_scene_set
 
 
 def pycocotools_stats(preds, targets):

@@ -1,7 +1,6 @@
 import numpy as np
 import pytest
 import torch
-from fake_detections import random_scene_set
 
 from yolo_teach.metrics import (
     COCO_STATS_KEYS,
@@ -11,6 +10,7 @@ from yolo_teach.metrics import (
     mean_average_precision,
     pr_curve,
 )
+from yolo_teach.metrics.simulate import random_scene_set
 
 
 # ----------------------------------------------------------------- one curve

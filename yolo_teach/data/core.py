@@ -50,7 +50,7 @@ class BoxDataset:
     def num_classes(self) -> int:
         return len(self.class_names)
 
-    def subset(self, indices) -> "BoxDataset":
+    def subset(self, indices) -> BoxDataset:
         """A new dataset with the images at ``indices`` (meta is shared, not copied)."""
         idx = list(indices)
         return BoxDataset(
