@@ -1,0 +1,69 @@
+"""The YOLO detectors, one self-contained file per paper, and tools to measure them.
+
+Every ``forward`` returns raw maps, in train and eval mode alike; decoding, losses and NMS live
+in :mod:`yolo_teach.anchors`, :mod:`yolo_teach.losses` and :mod:`yolo_teach.nms`.
+
+=================  ==========================================  ===============================
+factory            network                                     output per image
+=================  ==========================================  ===============================
+``yolov1()``       paper net, 448 px, 20 classes                (7, 7, 30)
+``yolov2()``       yolov2-voc.cfg, 416 px, 20 classes           (125, 13, 13)
+``yolov2_tiny()``  yolov2-tiny-voc.cfg                          (125, 13, 13)
+``yolov3()``       yolov3.cfg, 416 px, 80 classes               (255, 52|26|13, ...) strides 8-32
+``yolov3_tiny()``  yolov3-tiny.cfg                              (255, 26|13, ...) strides 16, 32
+``*_nano()``       same classes, thin and shallow, 128-256 px   same layout
+=================  ==========================================  ===============================
+"""
+
+from yolo_teach.models.summary import (
+    LayerRow,
+    ModelSummary,
+    count_flops,
+    count_parameters,
+    summary,
+)
+from yolo_teach.models.yolov1 import YOLOv1, YOLOv1Config, yolov1, yolov1_nano
+from yolo_teach.models.yolov2 import (
+    YOLOv2,
+    YOLOv2Config,
+    YOLOv2Tiny,
+    YOLOv2TinyConfig,
+    yolov2,
+    yolov2_nano,
+    yolov2_tiny,
+)
+from yolo_teach.models.yolov3 import (
+    YOLOv3,
+    YOLOv3Config,
+    YOLOv3Tiny,
+    YOLOv3TinyConfig,
+    yolov3,
+    yolov3_nano,
+    yolov3_tiny,
+)
+
+__all__ = [
+    "LayerRow",
+    "ModelSummary",
+    "YOLOv1",
+    "YOLOv1Config",
+    "YOLOv2",
+    "YOLOv2Config",
+    "YOLOv2Tiny",
+    "YOLOv2TinyConfig",
+    "YOLOv3",
+    "YOLOv3Config",
+    "YOLOv3Tiny",
+    "YOLOv3TinyConfig",
+    "count_flops",
+    "count_parameters",
+    "summary",
+    "yolov1",
+    "yolov1_nano",
+    "yolov2",
+    "yolov2_nano",
+    "yolov2_tiny",
+    "yolov3",
+    "yolov3_nano",
+    "yolov3_tiny",
+]

@@ -1,0 +1,207 @@
+"""YOLOv1: "You Only Look Once: Unified, Real-Time Object Detection" (Redmon et al., CVPR 2016).
+
+One network looks at the whole image once and regresses, for each cell of an S x S grid,
+``num_boxes`` boxes (x, y, w, h, confidence) and K class probabilities (§2 "Unified Detection").
+
+Flow (paper net, §2.1 and Fig. 3)::
+
+    image (B, 3, 448, 448)
+      -> backbone: 20 conv layers, 1x1 reductions + 3x3 convs  (B, 1024, 14, 14)
+      -> head: 4 conv layers (one with stride 2)                (B, 1024, 7, 7)
+      -> FC 4096 -> dropout -> FC S*S*(5*num_boxes + K)         (B, 1470)
+      -> reshape                                                (B, S, S, 5*num_boxes + K)
+
+The count 271,703,550 of the paper net (S=7, num_boxes=2, K=20) is reached with biased
+convolutions and no batch norm: batch norm only arrived with YOLOv2 (§2 "Batch Normalization").
+
+Output layout of the last axis, per cell: ``[x, y, w, h, confidence] * num_boxes`` then the K
+class scores, all linear ("We use a linear activation function for the final layer", §2.1).
+``forward`` returns this raw tensor; the loss and the decoding live elsewhere.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import partial
+
+import torch
+from torch import nn
+
+from yolo_teach.layers import ConvBNAct, DarknetLeaky
+
+# Total stride of the paper net: a 7x7/2 conv, four 2x2 max-pools and one stride-2 conv.
+BACKBONE_STRIDE = 64
+
+
+@dataclass(frozen=True)
+class YOLOv1Config:
+    """Sizes of a YOLOv1 network. The defaults are the paper net (Fig. 3, PASCAL VOC).
+
+    ``channels`` are the widths (c1, c2, c3, c4) of Fig. 3: the 7x7 conv (64), the 3x3 conv (192),
+    the third block's output (512) and the last blocks' width (1024). ``depth`` is how often the
+    fourth block repeats its 1x1-reduce / 3x3 pair (4); the fifth block repeats it ``depth // 2``
+    times (2). ``grid_size`` S is set by the last FC layer, not by the conv stride, so a nano net
+    may use a finer grid than ``img_size / 64``.
+    """
+
+    num_classes: int = 20  # K (C in the paper)
+    grid_size: int = 7  # S
+    num_boxes: int = 2  # B in the paper; B is the batch here
+    img_size: int = 448
+    channels: tuple[int, int, int, int] = (64, 192, 512, 1024)
+    depth: int = 4
+    hidden_channels: int = 4096  # first fully connected layer
+    dropout: float = 0.5
+    norm_layer: type[nn.Module] | None = None  # paper: no batch norm, biased convolutions
+
+    @property
+    def cell_channels(self) -> int:
+        """Outputs per cell: 5 numbers per box plus K class scores (30 for the paper net)."""
+        return 5 * self.num_boxes + self.num_classes
+
+
+def reduce_expand(
+    in_channels: int, hidden_channels: int, depth: int, conv: type[ConvBNAct]
+) -> list[nn.Module]:
+    """``depth`` pairs of a 1x1 reduction to ``hidden_channels`` and a 3x3 conv back (§2.1).
+
+    "Instead of the inception modules used by GoogLeNet, we simply use 1x1 reduction layers
+    followed by 3x3 convolutional layers, similar to Lin et al [Network in Network]".
+    """
+    layers: list[nn.Module] = []
+    for _ in range(depth):
+        layers += [conv(in_channels, hidden_channels, 1), conv(hidden_channels, in_channels, 3)]
+    return layers
+
+
+class YOLOv1Backbone(nn.Module):
+    """The first 20 conv layers of Fig. 3, the part pretrained on ImageNet (§2.2).
+
+    Shapes (paper net):
+        (B, 3, 448, 448) -> (B, 1024, 14, 14)
+    """
+
+    def __init__(self, cfg: YOLOv1Config):
+        super().__init__()
+        c1, c2, c3, c4 = cfg.channels
+        conv = partial(ConvBNAct, act_layer=DarknetLeaky, norm_layer=cfg.norm_layer)
+        self.stage1 = nn.Sequential(conv(3, c1, 7, stride=2), nn.MaxPool2d(2, 2))
+        self.stage2 = nn.Sequential(conv(c1, c2, 3), nn.MaxPool2d(2, 2))
+        self.stage3 = nn.Sequential(
+            conv(c2, c3 // 4, 1),
+            conv(c3 // 4, c3 // 2, 3),
+            conv(c3 // 2, c3 // 2, 1),
+            conv(c3 // 2, c3, 3),
+            nn.MaxPool2d(2, 2),
+        )
+        self.stage4 = nn.Sequential(
+            *reduce_expand(c3, c3 // 2, cfg.depth, conv),
+            conv(c3, c3, 1),
+            conv(c3, c4, 3),
+            nn.MaxPool2d(2, 2),
+        )
+        self.stage5 = nn.Sequential(*reduce_expand(c4, c4 // 2, cfg.depth // 2, conv))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stage1(x)  # (B, 64, H/4, W/4)
+        x = self.stage2(x)  # (B, 192, H/8, W/8)
+        x = self.stage3(x)  # (B, 512, H/16, W/16)
+        x = self.stage4(x)  # (B, 1024, H/32, W/32)
+        return self.stage5(x)  # (B, 1024, H/32, W/32)
+
+
+class YOLOv1Head(nn.Module):
+    """The 4 conv layers and 2 fully connected layers added for detection (§2.2).
+
+    The FC layers see the whole image at once, which is how YOLO "reasons globally" (§1).
+
+    Shapes (paper net):
+        (B, 1024, 14, 14) -> (B, S*S*(5*num_boxes + K)) = (B, 1470)
+    """
+
+    def __init__(self, cfg: YOLOv1Config):
+        super().__init__()
+        c4 = cfg.channels[3]
+        conv = partial(ConvBNAct, act_layer=DarknetLeaky, norm_layer=cfg.norm_layer)
+        feature_size = cfg.img_size // BACKBONE_STRIDE  # 7 for 448 px
+        self.convs = nn.Sequential(
+            conv(c4, c4, 3), conv(c4, c4, 3, stride=2), conv(c4, c4, 3), conv(c4, c4, 3)
+        )
+        self.flatten = nn.Flatten()
+        self.fc1 = nn.Linear(c4 * feature_size * feature_size, cfg.hidden_channels)
+        self.act = DarknetLeaky()
+        self.dropout = nn.Dropout(cfg.dropout)  # "a dropout layer with rate = .5" (§2.2)
+        self.fc2 = nn.Linear(cfg.hidden_channels, cfg.grid_size**2 * cfg.cell_channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.convs(x)  # (B, 1024, H/64, W/64)
+        x = self.flatten(x)  # (B, 1024 * H/64 * W/64)
+        x = self.dropout(self.act(self.fc1(x)))  # (B, 4096)
+        return self.fc2(x)  # (B, S*S*(5*num_boxes + K))
+
+
+class YOLOv1(nn.Module):
+    """The YOLOv1 detector: backbone, detection head and a reshape to the S x S grid.
+
+    Args:
+        cfg: network sizes; ``YOLOv1Config()`` is the paper net.
+
+    Shapes:
+        (B, 3, img_size, img_size) -> (B, S, S, 5*num_boxes + K), raw (linear) outputs laid out
+        per cell as ``[x, y, w, h, confidence] * num_boxes + [class scores] * K``.
+    """
+
+    def __init__(self, cfg: YOLOv1Config = YOLOv1Config()):
+        super().__init__()
+        self.cfg = cfg
+        self.backbone = YOLOv1Backbone(cfg)
+        self.head = YOLOv1Head(cfg)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        x = self.backbone(images)  # (B, 1024, H/32, W/32)
+        x = self.head(x)  # (B, S*S*(5*num_boxes + K))
+        # NOTE(paper): Darknet's detection layer stores the 1470 outputs as [all S*S*K class
+        # scores | all S*S*num_boxes confidences | all boxes]. We group them per cell instead, a
+        # fixed permutation of the FC outputs that is equivalent when training from scratch.
+        s = self.cfg.grid_size
+        return x.view(-1, s, s, self.cfg.cell_channels)  # (B, S, S, 5*num_boxes + K)
+
+    @torch.no_grad()
+    def init_bias(self, prior: float = 0.01) -> None:
+        """Start every predicted confidence at ``prior`` instead of a random value.
+
+        Common practice borrowed from later detectors (RetinaNet §4.1, YOLOv5), not from the
+        YOLOv1 paper. YOLOv1's confidences are linear (no sigmoid), so the bias is the prior
+        itself rather than its logit; the trainer calls this once before training.
+        """
+        s, n = self.cfg.grid_size, self.cfg.num_boxes
+        bias = self.head.fc2.bias.view(s, s, self.cfg.cell_channels)  # (S, S, 5*num_boxes + K)
+        bias[..., 4 : 5 * n : 5] = prior
+
+
+def yolov1(num_classes: int = 20) -> YOLOv1:
+    """The paper net: 448 px, S=7, 2 boxes per cell, 24 conv + 2 FC layers (271.7 M params)."""
+    return YOLOv1(YOLOv1Config(num_classes=num_classes))
+
+
+def yolov1_nano(num_classes: int = 20) -> YOLOv1:
+    """A YOLOv1 that trains on a laptop CPU (1.1 M params): 128 px input, a 4x4 grid.
+
+    The paper net's stages at a quarter to an eighth of their width, with 2 and 1 repeated
+    1x1/3x3 pairs (instead of 4 and 2) and an FC layer of 256 (instead of 4096): 18 conv layers.
+
+    Same classes and data flow as the paper net; the conv layers end at 2x2 and the last FC layer
+    spreads its predictions over a 4x4 grid (32 px cells, like a stride-32 YOLOv2 at 128 px).
+    """
+    # NOTE(paper): the nano net adds batch norm (YOLOv2 §2 "Batch Normalization") so that a
+    # small network trains from scratch in minutes; the paper net pretrains on ImageNet instead.
+    cfg = YOLOv1Config(
+        num_classes=num_classes,
+        grid_size=4,
+        img_size=128,
+        channels=(16, 32, 64, 128),
+        depth=2,
+        hidden_channels=256,
+        norm_layer=nn.BatchNorm2d,
+    )
+    return YOLOv1(cfg)
