@@ -21,10 +21,12 @@ def test_box_dataset_normalises_arrays_and_names():
         boxes=[[[0, 0, 4, 4]], np.zeros((0, 4))],
         labels=[[1], []],
         class_names=["a", "b"],
+        meta={"hu": ["slice0", "slice1"], "spacing": 0.7},
     )
     assert ds.boxes[0].dtype == np.float32 and ds.boxes[1].shape == (0, 4)
     assert ds.labels[0].dtype == np.int64 and ds.names == ["0000", "0001"]
     sub = ds.subset([1])
     assert len(sub) == 1 and sub.names == ["0001"]
+    assert sub.meta == {"hu": ["slice1"], "spacing": 0.7}
     with pytest.raises(ValueError, match="differ in length"):
         BoxDataset(images=[], boxes=[[]], labels=[], class_names=[])

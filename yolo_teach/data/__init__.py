@@ -1,5 +1,35 @@
 """Datasets made offline by our own code, label formats and box-safe augmentation."""
 
+from yolo_teach.data.backgrounds import image_rng, load_photos, random_background
 from yolo_teach.data.core import BoxDataset
+from yolo_teach.data.ct_lesions import (
+    LESION_CLASSES,
+    WINDOWS,
+    load_example_ct,
+    make_ct_lesions,
+    render_ct_slice,
+    window,
+    window_rgb,
+)
+from yolo_teach.data.face_masks import FACE_CLASSES, make_face_masks, render_face_scene
+from yolo_teach.data.shapes import SHAPE_CLASSES, make_shapes, render_shapes_scene
 
-__all__ = ["BoxDataset"]
+__all__ = [
+    "BoxDataset",
+    "FACE_CLASSES",
+    "LESION_CLASSES",
+    "SHAPE_CLASSES",
+    "WINDOWS",
+    "image_rng",
+    "load_example_ct",
+    "load_photos",
+    "make_ct_lesions",
+    "make_face_masks",
+    "make_shapes",
+    "random_background",
+    "render_ct_slice",
+    "render_face_scene",
+    "render_shapes_scene",
+    "window",
+    "window_rgb",
+]

@@ -17,7 +17,8 @@ class BoxDataset:
         labels: list of ``(N,)`` int64 arrays, class ids in ``[0, len(class_names))``.
         class_names: the name of each class id.
         names: a file stem per image (used when the dataset is written to disk).
-        meta: free-form extras (e.g. the HU slices of a CT dataset).
+        meta: extras; a list with one entry per image (e.g. the HU slices of a CT dataset)
+            follows its image through :meth:`subset`, anything else is shared.
     """
 
     images: list[np.ndarray]
@@ -51,15 +52,17 @@ class BoxDataset:
         return len(self.class_names)
 
     def subset(self, indices) -> BoxDataset:
-        """A new dataset with the images at ``indices`` (meta is shared, not copied)."""
+        """A new dataset with the images at ``indices`` (per-image meta lists are indexed too)."""
         idx = list(indices)
+        meta = {k: [v[i] for i in idx] if isinstance(v, list) and len(v) == len(self) else v
+                for k, v in self.meta.items()}
         return BoxDataset(
             images=[self.images[i] for i in idx],
             boxes=[self.boxes[i] for i in idx],
             labels=[self.labels[i] for i in idx],
             class_names=list(self.class_names),
             names=[self.names[i] for i in idx],
-            meta=self.meta,
+            meta=meta,
         )
 
     def targets(self) -> list[dict]:
