@@ -11,15 +11,29 @@ from yolo_teach.data.ct_lesions import (
     window,
     window_rgb,
 )
+from yolo_teach.data.errors import ImageError, LabelError, LabelWarning
 from yolo_teach.data.face_masks import FACE_CLASSES, make_face_masks, render_face_scene
+from yolo_teach.data.formats import (
+    convert,
+    read_coco,
+    read_voc,
+    read_yolo,
+    write_coco,
+    write_voc,
+    write_yolo,
+)
 from yolo_teach.data.shapes import SHAPE_CLASSES, make_shapes, render_shapes_scene
 
 __all__ = [
     "BoxDataset",
     "FACE_CLASSES",
+    "ImageError",
     "LESION_CLASSES",
+    "LabelError",
+    "LabelWarning",
     "SHAPE_CLASSES",
     "WINDOWS",
+    "convert",
     "image_rng",
     "load_example_ct",
     "load_photos",
@@ -27,9 +41,15 @@ __all__ = [
     "make_face_masks",
     "make_shapes",
     "random_background",
+    "read_coco",
+    "read_voc",
+    "read_yolo",
     "render_ct_slice",
     "render_face_scene",
     "render_shapes_scene",
     "window",
     "window_rgb",
+    "write_coco",
+    "write_voc",
+    "write_yolo",
 ]
