@@ -85,7 +85,8 @@ def make_trainer(out_dir, epochs=4, **cfg):
     val = DetectionDataset(source, img_size=32)
     cfg = TrainConfig(**{"epochs": epochs, "batch_size": 4, "accumulate": 2, "warmup_iters": 3,
                          "lr": 0.01, "progress": False, "val_every": 1, **cfg})
-    return Trainer(Toy(), toy_criterion, toy_predict, train, val, cfg, out_dir)
+    meta = {"model": "toy", "class_names": ["thing"]}
+    return Trainer(Toy(), toy_criterion, toy_predict, train, val, cfg, out_dir, meta)
 
 
 @pytest.mark.parametrize("optimizer", ["sgd", "adamw"])
@@ -114,6 +115,7 @@ def test_history_and_best_checkpoint_are_written(tmp_path):
     assert load_history(tmp_path) == history
     state = checkpoint.load_checkpoint(tmp_path / "best.pt")
     assert state["best_fitness"] == max(row["map_50"] for row in history)
+    assert state["meta"] == {"model": "toy", "class_names": ["thing"]}
 
 
 def test_time_limit_stops_training(tmp_path):

@@ -145,6 +145,8 @@ class Trainer:
             without augmentation); mAP is computed against ``val_data.source``'s boxes.
         cfg: :class:`TrainConfig`.
         out_dir: where ``last.pt``, ``best.pt`` and the history go (``None``: keep in memory).
+        meta: saved with every checkpoint (model name, classes, anchors...) so that a checkpoint
+            alone can rebuild its detector.
     """
 
     model: nn.Module
@@ -154,6 +156,7 @@ class Trainer:
     val_data: DetectionDataset | None
     cfg: TrainConfig = field(default_factory=TrainConfig)
     out_dir: str | Path | None = None
+    meta: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         torch.manual_seed(self.cfg.seed)
@@ -282,7 +285,7 @@ class Trainer:
             "epoch": self.epoch, "iteration": self.iteration,
             "best_fitness": self.best_fitness, "train_seconds": self.train_seconds,
             "history": self.history, "torch_rng": torch.get_rng_state(),
-            "config": asdict(self.cfg),
+            "config": asdict(self.cfg), "meta": self.meta,
         }
 
     def load_state_dict(self, state: dict) -> None:
