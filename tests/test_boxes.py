@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from yolo_teach.boxes import (
+    aligned_box_iou,
     box_area,
     box_convert,
     box_iou,
@@ -86,6 +87,12 @@ def test_ciou_hand_computed_aspect_ratio_term():
     alpha = v / (1 - iou + v)
     assert complete_box_iou(p, g).item() == pytest.approx(diou - alpha * v)
     assert complete_box_iou_loss(p, g).item() == pytest.approx(1 - (diou - alpha * v))
+
+
+def test_aligned_iou_is_the_diagonal_of_pairwise():
+    rng = np.random.default_rng(5)
+    b1, b2 = random_boxes(rng, 8), random_boxes(rng, 8)
+    assert torch.allclose(aligned_box_iou(b1, b2), torch.diagonal(box_iou(b1, b2)))
 
 
 def test_giou_of_far_apart_boxes_tends_to_minus_one():

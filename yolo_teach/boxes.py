@@ -3,7 +3,8 @@
 Names follow ``torchvision.ops`` so that what you learn here transfers:
 
 * pairwise functions take ``(N, 4)`` and ``(M, 4)`` and return ``(N, M)``:
-  ``box_iou``, ``generalized_box_iou``, ``distance_box_iou``, ``complete_box_iou``;
+  ``box_iou``, ``generalized_box_iou``, ``distance_box_iou``, ``complete_box_iou``
+  (``aligned_box_iou`` is IoU row against row, for losses);
 * aligned losses take ``(N, 4)`` and ``(N, 4)`` (row i against row i) and return ``(N,)`` or a
   scalar: ``generalized_box_iou_loss``, ``distance_box_iou_loss``, ``complete_box_iou_loss``.
 
@@ -141,6 +142,11 @@ def _pairwise(boxes1: Tensor, boxes2: Tensor, kind: str, eps: float) -> Tensor:
 def box_iou(boxes1: Tensor, boxes2: Tensor, eps: float = 1e-7) -> Tensor:
     """Pairwise intersection over union: ``(N, 4), (M, 4) -> (N, M)``, ``xyxy`` boxes."""
     return _pairwise(boxes1, boxes2, "iou", eps)
+
+
+def aligned_box_iou(boxes1: Tensor, boxes2: Tensor, eps: float = 1e-7) -> Tensor:
+    """IoU of boxes row against row (or any shapes that broadcast): ``(..., 4), (..., 4) -> (...)``."""
+    return _iou_family(boxes1, boxes2, eps)["iou"]
 
 
 def generalized_box_iou(boxes1: Tensor, boxes2: Tensor, eps: float = 1e-7) -> Tensor:

@@ -1,0 +1,303 @@
+"""From raw network outputs to detections: box coders, decoding, NMS post-processing, predict.
+
+A YOLO network outputs raw numbers ``t``; turning them into boxes is the job of a *box coder*,
+a pair of inverse functions used by both sides of the detector:
+
+* ``decode(t, cell, anchor) -> box``: the decoder below, at inference time;
+* ``encode(box, cell, anchor) -> t``: the loss, to build regression targets.
+
+Both work in **grid units** of one output map: ``cell`` is the cell's top-left corner
+``(c_x, c_y)`` and ``anchor`` the prior ``(p_w, p_h)``, both in cells; multiply by the stride for
+pixels. Boxes are ``cxcywh`` inside a coder and ``xyxy`` pixels everywhere else.
+
+Then :func:`decode_anchor_maps` (YOLOv2/v3) or :func:`decode_yolov1` turn a batch of outputs into
+``(B, N, 4 + 1 + K)`` rows ``[x1, y1, x2, y2, objectness, class probabilities...]``, and
+:func:`postprocess` keeps the confident ones and removes duplicates with per-class NMS.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from yolo_teach.boxes import box_convert
+from yolo_teach.nms import batched_nms
+
+# Our NMS is a readable loop over an N x N IoU matrix: cap the candidates per image before it
+# (YOLOv5 caps at 30000 for torchvision's C++ NMS).
+MAX_CANDIDATES = 3000
+
+
+def _logit(p: Tensor, eps: float) -> Tensor:
+    """Inverse of the sigmoid, with ``p`` clamped to ``[eps, 1 - eps]`` so it stays finite."""
+    p = p.clamp(eps, 1 - eps)
+    return torch.log(p / (1 - p))
+
+
+# --------------------------------------------------------------------------------------------
+# Box coders
+# --------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class YOLOv2BoxCoder:
+    """YOLOv2 §2 "Direct location prediction" (also YOLOv3 §2.1 and YOLOv4's default).
+
+    .. math::
+        b_x = σ(t_x) + c_x, \\quad b_y = σ(t_y) + c_y, \\quad
+        b_w = p_w e^{t_w}, \\quad b_h = p_h e^{t_h}
+
+    The sigmoid keeps the centre inside the cell that predicts it, which "makes the network more
+    stable" than the unbounded offsets of Faster R-CNN's RPN; the width is unbounded.
+    """
+
+    eps: float = 1e-6
+    centre_range: tuple[float, float] = (0.0, 1.0)  # reachable b_x - c_x
+
+    def decode(self, t: Tensor, cell: Tensor, anchor: Tensor) -> Tensor:
+        """``t (..., 4)``, ``cell (..., 2)``, ``anchor (..., 2)`` -> ``cxcywh (..., 4)`` cells."""
+        xy = torch.sigmoid(t[..., :2]) + cell
+        wh = anchor * torch.exp(t[..., 2:4])
+        return torch.cat([xy, wh], dim=-1)
+
+    def encode(self, box: Tensor, cell: Tensor, anchor: Tensor) -> Tensor:
+        """Inverse of :meth:`decode`: ``t_x = σ^{-1}(b_x - c_x)``, ``t_w = \\log(b_w / p_w)``."""
+        txy = _logit(box[..., :2] - cell, self.eps)
+        twh = torch.log(box[..., 2:4].clamp(min=self.eps) / anchor)
+        return torch.cat([txy, twh], dim=-1)
+
+
+@dataclass(frozen=True)
+class YOLOv5BoxCoder:
+    """YOLOv5's coding (no paper; ``models/yolo.py`` ``Detect`` and ``utils/loss.py``).
+
+    .. math::
+        b_x = 2σ(t_x) - 0.5 + c_x, \\quad b_y = 2σ(t_y) - 0.5 + c_y, \\quad
+        b_w = p_w (2σ(t_w))^2, \\quad b_h = p_h (2σ(t_h))^2
+
+    # NOTE(paper): this replaces YOLOv2's coding for two reasons. The centre may now fall half a
+    # cell outside the cell, so the neighbour cells that :class:`NeighbourCellAssigner` makes
+    # responsible can reach it (YOLOv4's "eliminate grid sensitivity" is the same idea with a
+    # scale of 1.05-1.2 instead of 2). And ``b_w / p_w`` lies in (0, 4): no exploding ``exp``,
+    # which is why the assigner only pairs boxes with anchors whose size ratio is below 4.
+    """
+
+    eps: float = 1e-6
+    centre_range: tuple[float, float] = (-0.5, 1.5)  # reachable b_x - c_x
+
+    def decode(self, t: Tensor, cell: Tensor, anchor: Tensor) -> Tensor:
+        """``t (..., 4)``, ``cell (..., 2)``, ``anchor (..., 2)`` -> ``cxcywh (..., 4)`` cells."""
+        s = torch.sigmoid(t)
+        xy = 2 * s[..., :2] - 0.5 + cell
+        wh = anchor * (2 * s[..., 2:4]) ** 2
+        return torch.cat([xy, wh], dim=-1)
+
+    def encode(self, box: Tensor, cell: Tensor, anchor: Tensor) -> Tensor:
+        """Inverse of :meth:`decode`: ``σ(t_x) = (b_x - c_x + 0.5) / 2``,
+        ``σ(t_w) = \\sqrt{b_w / p_w} / 2``."""
+        txy = _logit((box[..., :2] - cell + 0.5) / 2, self.eps)
+        twh = _logit(torch.sqrt(box[..., 2:4].clamp(min=0) / anchor) / 2, self.eps)
+        return torch.cat([txy, twh], dim=-1)
+
+
+BoxCoder = YOLOv2BoxCoder | YOLOv5BoxCoder
+
+
+# --------------------------------------------------------------------------------------------
+# Grids and map layout
+# --------------------------------------------------------------------------------------------
+_GRIDS: dict[tuple, Tensor] = {}
+
+
+def make_grid(height: int, width: int, device=None, dtype=torch.float32) -> Tensor:
+    """Top-left corners ``(c_x, c_y)`` of every cell of an ``H x W`` map: ``(H, W, 2)``.
+
+    Cached per ``(H, W, device, dtype)``: a detector asks for the same few grids every step.
+    """
+    key = (height, width, torch.device(device) if device is not None else None, dtype)
+    if key not in _GRIDS:
+        # a normal tensor even when first asked for under torch.inference_mode(), so that the
+        # cached grid can later take part in training
+        with torch.inference_mode(False):
+            _GRIDS[key] = _grid(height, width, device, dtype)
+    return _GRIDS[key]
+
+
+def _grid(height: int, width: int, device, dtype) -> Tensor:
+    ys, xs = torch.meshgrid(
+        torch.arange(height, device=device, dtype=dtype),
+        torch.arange(width, device=device, dtype=dtype),
+        indexing="ij",
+    )
+    return torch.stack([xs, ys], dim=-1)  # (H, W, 2)
+
+
+def split_anchor_map(p: Tensor, num_anchors: int) -> Tensor:
+    """Anchor-major channels to one row per prediction: ``(B, A(5+K), H, W) -> (B, A, H, W, 5+K)``.
+
+    The channels of Darknet's region and yolo layers are ``[t_x, t_y, t_w, t_h, t_o, K class
+    logits]`` for anchor 0, then for anchor 1, and so on.
+    """
+    b, c, h, w = p.shape
+    p = p.view(b, num_anchors, c // num_anchors, h, w)  # (B, A, 5+K, H, W)
+    return p.permute(0, 1, 3, 4, 2)  # (B, A, H, W, 5+K)
+
+
+def as_map_list(outputs: Tensor | Sequence[Tensor]) -> list[Tensor]:
+    """YOLOv2's single map or YOLOv3's list of maps, as a list (finest first)."""
+    return [outputs] if isinstance(outputs, Tensor) else list(outputs)
+
+
+# --------------------------------------------------------------------------------------------
+# Decoding
+# --------------------------------------------------------------------------------------------
+def decode_anchor_maps(
+    maps: Tensor | Sequence[Tensor],
+    anchors: Sequence,
+    strides: Sequence[int],
+    coder: BoxCoder,
+    class_activation: str = "sigmoid",
+) -> Tensor:
+    """Raw YOLOv2/v3 maps -> every predicted box with its objectness and class probabilities.
+
+    Per prediction, with :math:`(c_x, c_y)` its cell, :math:`(p_w, p_h)` its anchor and ``s`` the
+    stride: the box is ``coder.decode(t, c, p) * s``, the objectness is :math:`σ(t_o)` (YOLOv2
+    §2: "the objectness prediction still predicts the IOU of the ground truth and the proposed
+    box") and the class probabilities are :math:`σ(t_k)` (YOLOv3 §2.2, independent logistic
+    classifiers) or a softmax over the K logits (YOLOv2's region layer).
+
+    Args:
+        maps: ``(B, A(5+K), H, W)`` or a list of them, one per stride.
+        anchors: per map, ``(A, 2)`` anchor widths and heights in **pixels** of the input.
+        strides: per map, its stride in pixels.
+        coder: a :class:`YOLOv2BoxCoder` or :class:`YOLOv5BoxCoder`.
+        class_activation: ``"sigmoid"`` or ``"softmax"``.
+
+    Returns:
+        ``(B, N, 4 + 1 + K)`` rows ``[x1, y1, x2, y2, objectness, p_1..p_K]``, boxes ``xyxy`` in
+        pixels, ``N = sum A H W`` in map order, then anchor, row, column.
+    """
+    if class_activation not in ("sigmoid", "softmax"):
+        raise ValueError(f"class_activation must be 'sigmoid' or 'softmax', got {class_activation!r}")
+    rows = []
+    for p, anchors_px, stride in zip(as_map_list(maps), anchors, strides):
+        anchors_px = torch.as_tensor(anchors_px, dtype=p.dtype, device=p.device)  # (A, 2)
+        p = split_anchor_map(p, len(anchors_px))  # (B, A, H, W, 5+K)
+        grid = make_grid(p.shape[2], p.shape[3], p.device, p.dtype)  # (H, W, 2)
+        anchor = (anchors_px / stride)[:, None, None, :]  # (A, 1, 1, 2) in cells
+        box = coder.decode(p[..., :4], grid, anchor) * stride  # (B, A, H, W, 4) cxcywh px
+        obj = torch.sigmoid(p[..., 4:5])  # (B, A, H, W, 1)
+        logits = p[..., 5:]
+        cls = torch.sigmoid(logits) if class_activation == "sigmoid" else logits.softmax(-1)
+        row = torch.cat([box_convert(box, "cxcywh", "xyxy"), obj, cls], dim=-1)
+        rows.append(row.reshape(p.shape[0], -1, row.shape[-1]))  # (B, A H W, 5+K)
+    return torch.cat(rows, dim=1)  # (B, N, 5+K)
+
+
+def decode_yolov1(out: Tensor, img_size: int, num_boxes: int = 2) -> Tensor:
+    """Raw YOLOv1 output -> every predicted box with its confidence and class probabilities.
+
+    YOLOv1 §2: per cell ``(col, row)`` of the ``S x S`` grid, each of the ``num_boxes``
+    predictors gives ``x, y`` (the centre, as an offset within the cell), ``\\sqrt{w}``,
+    ``\\sqrt{h}`` (relative to the image; §2.2 "we predict the square root of the bounding box
+    width and height") and a confidence; the cell gives ``Pr(Class_i | Object)``:
+
+    .. math::
+        c_x = \\frac{col + x}{S} \\cdot \\text{img}, \\quad
+        w = (\\sqrt{w})^2 \\cdot \\text{img}
+
+    # NOTE(paper): the outputs are linear, so confidence and class scores are clamped to [0, 1]
+    # to read as probabilities; Darknet's detection layer uses them as they are.
+
+    Args:
+        out: ``(B, S, S, 5 num_boxes + K)`` raw output of :class:`~yolo_teach.models.YOLOv1`.
+        img_size: side of the square network input in pixels.
+        num_boxes: predictors per cell (B in the paper).
+
+    Returns:
+        ``(B, S S num_boxes, 4 + 1 + K)`` rows ``[x1, y1, x2, y2, confidence, p_1..p_K]``, every
+        predictor of a cell sharing the cell's class probabilities.
+    """
+    batch, s = out.shape[0], out.shape[1]
+    boxes = out[..., : 5 * num_boxes].reshape(batch, s, s, num_boxes, 5)  # (B, S, S, nb, 5)
+    cls = out[..., 5 * num_boxes :].clamp(0, 1)  # (B, S, S, K)
+    cell = make_grid(s, s, out.device, out.dtype)[:, :, None, :]  # (S, S, 1, 2)
+    xy = (boxes[..., :2] + cell) / s * img_size  # (B, S, S, nb, 2)
+    wh = boxes[..., 2:4] ** 2 * img_size  # (B, S, S, nb, 2)
+    xyxy = box_convert(torch.cat([xy, wh], dim=-1), "cxcywh", "xyxy")  # (B, S, S, nb, 4)
+    conf = boxes[..., 4:5].clamp(0, 1)  # (B, S, S, nb, 1)
+    cls = cls[:, :, :, None, :].expand(-1, -1, -1, num_boxes, -1)  # (B, S, S, nb, K)
+    return torch.cat([xyxy, conf, cls], dim=-1).reshape(batch, s * s * num_boxes, -1)
+
+
+# --------------------------------------------------------------------------------------------
+# Post-processing and prediction
+# --------------------------------------------------------------------------------------------
+def postprocess(
+    decoded: Tensor,
+    conf_threshold: float = 0.25,
+    iou_threshold: float = 0.45,
+    max_det: int = 300,
+    class_agnostic: bool = False,
+) -> list[dict[str, Tensor]]:
+    """Decoded rows -> one prediction dict per image (confidence filter, then NMS).
+
+    The class-specific score of a box is objectness times class probability (YOLOv1 §2,
+    :math:`\\Pr(\\text{Class}_i | \\text{Object}) \\cdot \\Pr(\\text{Object}) \\cdot
+    \\text{IOU}^{truth}_{pred}`). Every (box, class) pair scoring above ``conf_threshold`` is a
+    candidate, as in Darknet, which scores each class of each box; NMS then runs per class
+    (:func:`~yolo_teach.nms.batched_nms`), or over all classes with ``class_agnostic``.
+
+    Args:
+        decoded: ``(B, N, 4 + 1 + K)`` from :func:`decode_anchor_maps` or :func:`decode_yolov1`.
+
+    Returns:
+        ``B`` dicts ``{"boxes": (n, 4) xyxy pixels, "scores": (n,), "labels": (n,) int64}``, by
+        decreasing score, ``n <= max_det``.
+    """
+    results = []
+    for rows in decoded:  # (N, 5+K) for one image
+        scores = rows[:, 4:5] * rows[:, 5:]  # (N, K)
+        box_index, labels = torch.nonzero(scores > conf_threshold, as_tuple=True)  # (n,), (n,)
+        scores = scores[box_index, labels]  # (n,)
+        if len(scores) > MAX_CANDIDATES:
+            top = torch.topk(scores, MAX_CANDIDATES).indices
+            box_index, labels, scores = box_index[top], labels[top], scores[top]
+        boxes = rows[box_index, :4]  # (n, 4)
+        groups = torch.zeros_like(labels) if class_agnostic else labels
+        keep = batched_nms(boxes.float(), scores.float(), groups, iou_threshold)[:max_det]
+        keep = keep.to(boxes.device)
+        results.append({"boxes": boxes[keep], "scores": scores[keep], "labels": labels[keep]})
+    return results
+
+
+def predict(
+    model: nn.Module,
+    images: Tensor,
+    decoder: Callable[[Tensor | list[Tensor]], Tensor],
+    conf_threshold: float = 0.25,
+    iou_threshold: float = 0.45,
+    max_det: int = 300,
+    class_agnostic: bool = False,
+) -> list[dict[str, Tensor]]:
+    """Run ``model`` in eval mode on ``images (B, 3, S, S)`` and return its detections.
+
+    ``decoder`` maps the raw outputs to ``(B, N, 5+K)`` (e.g. a ``functools.partial`` of
+    :func:`decode_anchor_maps`). Boxes are clipped to the ``S x S`` input; the model's
+    train/eval mode is restored afterwards.
+    """
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            detections = postprocess(
+                decoder(model(images)), conf_threshold, iou_threshold, max_det, class_agnostic
+            )
+            height, width = images.shape[-2:]
+            for det in detections:
+                det["boxes"][:, 0::2].clamp_(0, width)
+                det["boxes"][:, 1::2].clamp_(0, height)
+    finally:
+        model.train(was_training)
+    return detections
