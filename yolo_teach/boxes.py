@@ -14,8 +14,9 @@ Other formats appear only at the edges (``box_convert``; the YOLO label helpers)
 Shape legend: B batch, C channels, H W map size, N M boxes, K classes, A anchors per cell,
 S grid size (YOLOv1).
 
-All four overlaps are written once, in :func:`_iou_family`, on tensors that broadcast; the pairwise
-and aligned functions only differ in how they line the boxes up (``[:, None]`` vs row by row).
+Each overlap is written once (``_iou``, ``_giou``, ``_diou``, ``_ciou``), on tensors that broadcast;
+the pairwise and aligned functions only differ in how they line the boxes up (``[:, None]`` vs row
+by row).
 """
 
 from __future__ import annotations
@@ -87,42 +88,57 @@ def box_area(boxes: Tensor) -> Tensor:
     return (boxes[..., 2] - boxes[..., 0]) * (boxes[..., 3] - boxes[..., 1])
 
 
-def _iou_family(b1: Tensor, b2: Tensor, eps: float) -> dict[str, Tensor]:
-    """IoU, GIoU, DIoU and CIoU of boxes that broadcast against each other (``(..., 4)``).
-
-    With A, B the two boxes, C the smallest box enclosing both, rho the distance between the
-    centres and c the diagonal of C (Zheng et al. 2020, "Distance-IoU Loss"; seed 004 eq. 9-11):
-
-    .. math::
-        IoU = |A∩B| / |A∪B|,\\qquad GIoU = IoU - |C \\setminus (A∪B)| / |C|,
-
-        DIoU = IoU - ρ^2 / c^2,\\qquad CIoU = DIoU - α v,\\quad
-        v = \\frac{4}{π^2}\\left(\\arctan\\frac{w^{gt}}{h^{gt}} - \\arctan\\frac{w}{h}\\right)^2,
-        \\quad α = \\frac{v}{(1 - IoU) + v}.
-
-    ``eps`` keeps every division finite for zero-width, zero-height or coincident boxes.
-    """
+def _iou_terms(b1: Tensor, b2: Tensor, eps: float) -> tuple[Tensor, Tensor]:
+    """IoU = |A∩B| / |A∪B| of boxes that broadcast against each other, and the union."""
     x1 = torch.maximum(b1[..., 0], b2[..., 0])
     y1 = torch.maximum(b1[..., 1], b2[..., 1])
     x2 = torch.minimum(b1[..., 2], b2[..., 2])
     y2 = torch.minimum(b1[..., 3], b2[..., 3])
     inter = (x2 - x1).clamp(min=0) * (y2 - y1).clamp(min=0)
     union = box_area(b1) + box_area(b2) - inter
-    iou = inter / (union + eps)
+    return inter / (union + eps), union
 
-    # C: the smallest enclosing box
+
+def _enclosing_size(b1: Tensor, b2: Tensor) -> tuple[Tensor, Tensor]:
+    """Width and height of C, the smallest box enclosing both."""
     cw = torch.maximum(b1[..., 2], b2[..., 2]) - torch.minimum(b1[..., 0], b2[..., 0])
     ch = torch.maximum(b1[..., 3], b2[..., 3]) - torch.minimum(b1[..., 1], b2[..., 1])
-    area_c = cw * ch
-    giou = iou - (area_c - union) / (area_c + eps)
+    return cw, ch
 
-    # rho^2: squared distance of the centres; c^2: squared diagonal of C
+
+def _iou(b1: Tensor, b2: Tensor, eps: float) -> Tensor:
+    return _iou_terms(b1, b2, eps)[0]
+
+
+def _giou(b1: Tensor, b2: Tensor, eps: float) -> Tensor:
+    """GIoU = IoU - |C \\ (A∪B)| / |C| (Rezatofighi et al. 2019, Alg. 1)."""
+    iou, union = _iou_terms(b1, b2, eps)
+    cw, ch = _enclosing_size(b1, b2)
+    area_c = cw * ch
+    return iou - (area_c - union) / (area_c + eps)
+
+
+def _diou_terms(b1: Tensor, b2: Tensor, eps: float) -> tuple[Tensor, Tensor]:
+    """``(DIoU, IoU)``: DIoU = IoU - ρ²/c², ρ the distance of the centres, c the diagonal of C."""
+    iou, _ = _iou_terms(b1, b2, eps)
+    cw, ch = _enclosing_size(b1, b2)
     rho2 = ((b1[..., 0] + b1[..., 2] - b2[..., 0] - b2[..., 2]) ** 2
             + (b1[..., 1] + b1[..., 3] - b2[..., 1] - b2[..., 3]) ** 2) / 4
-    c2 = cw**2 + ch**2 + eps
-    diou = iou - rho2 / c2
+    return iou - rho2 / (cw**2 + ch**2 + eps), iou
 
-    # v: consistency of aspect ratios; b1 plays the prediction, b2 the ground truth
+
+def _diou(b1: Tensor, b2: Tensor, eps: float) -> Tensor:
+    return _diou_terms(b1, b2, eps)[0]
+
+
+def _ciou(b1: Tensor, b2: Tensor, eps: float) -> Tensor:
+    """CIoU = DIoU - α v; ``b1`` plays the prediction, ``b2`` the ground truth.
+
+    .. math::
+        v = \\frac{4}{π^2}\\left(\\arctan\\frac{w^{gt}}{h^{gt}} - \\arctan\\frac{w}{h}\\right)^2,
+        \\qquad α = \\frac{v}{(1 - IoU) + v}
+    """
+    diou, iou = _diou_terms(b1, b2, eps)
     w1, h1 = b1[..., 2] - b1[..., 0], b1[..., 3] - b1[..., 1]
     w2, h2 = b2[..., 2] - b2[..., 0], b2[..., 3] - b2[..., 1]
     v = (4 / math.pi**2) * (torch.atan(w2 / (h2 + eps)) - torch.atan(w1 / (h1 + eps))) ** 2
@@ -130,13 +146,17 @@ def _iou_family(b1: Tensor, b2: Tensor, eps: float) -> dict[str, Tensor]:
     # the official code computes it without gradient), so it is detached here.
     with torch.no_grad():
         alpha = v / (1 - iou + v + eps)
-    ciou = diou - alpha * v
-    return {"iou": iou, "giou": giou, "diou": diou, "ciou": ciou}
+    return diou - alpha * v
+
+
+# Zheng et al. 2020, "Distance-IoU Loss" (seed 004 eq. 9-11): each variant adds one idea to the
+# one before. ``eps`` keeps every division finite for zero-width, zero-height or coincident boxes.
+_VARIANTS = {"iou": _iou, "giou": _giou, "diou": _diou, "ciou": _ciou}
 
 
 def _pairwise(boxes1: Tensor, boxes2: Tensor, kind: str, eps: float) -> Tensor:
     # (N, 1, 4) against (1, M, 4) -> (N, M)
-    return _iou_family(boxes1[:, None, :], boxes2[None, :, :], eps)[kind]
+    return _VARIANTS[kind](boxes1[:, None, :], boxes2[None, :, :], eps)
 
 
 def box_iou(boxes1: Tensor, boxes2: Tensor, eps: float = 1e-7) -> Tensor:
@@ -146,7 +166,7 @@ def box_iou(boxes1: Tensor, boxes2: Tensor, eps: float = 1e-7) -> Tensor:
 
 def aligned_box_iou(boxes1: Tensor, boxes2: Tensor, eps: float = 1e-7) -> Tensor:
     """IoU of boxes row against row (or any shapes that broadcast): ``(..., 4), (..., 4) -> (...)``."""
-    return _iou_family(boxes1, boxes2, eps)["iou"]
+    return _iou(boxes1, boxes2, eps)
 
 
 def generalized_box_iou(boxes1: Tensor, boxes2: Tensor, eps: float = 1e-7) -> Tensor:
@@ -181,7 +201,7 @@ def _reduce(loss: Tensor, reduction: str) -> Tensor:
 def _aligned_loss(boxes1: Tensor, boxes2: Tensor, kind: str, reduction: str, eps: float) -> Tensor:
     if boxes1.shape != boxes2.shape:
         raise ValueError(f"aligned boxes must have the same shape: {boxes1.shape} vs {boxes2.shape}")
-    return _reduce(1 - _iou_family(boxes1, boxes2, eps)[kind], reduction)
+    return _reduce(1 - _VARIANTS[kind](boxes1, boxes2, eps), reduction)
 
 
 def generalized_box_iou_loss(

@@ -28,7 +28,7 @@ from yolo_teach.nms import batched_nms
 
 # Our NMS is a readable loop over an N x N IoU matrix: cap the candidates per image before it
 # (YOLOv5 caps at 30000 for torchvision's C++ NMS).
-MAX_CANDIDATES = 3000
+MAX_CANDIDATES = 1000
 
 
 def _logit(p: Tensor, eps: float) -> Tensor:

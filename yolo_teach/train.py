@@ -248,24 +248,10 @@ class Trainer:
         """The EMA weights when EMA is on (what gets evaluated and kept), else the model."""
         return self.ema.module if self.ema is not None else self.model
 
-    @torch.no_grad()
     def predictions(self, data: DetectionDataset | None = None) -> list[dict]:
         """Predictions of :attr:`eval_model` on ``data`` in each original image's pixels."""
-        data = data if data is not None else self.val_data
-        model = self.eval_model.eval()
-        loader = DataLoader(data, batch_size=self.cfg.batch_size, shuffle=False,
-                            collate_fn=collate_detections,
-                            generator=torch.Generator().manual_seed(0))  # not the global RNG
-        preds = []
-        for images, _ in loader:
-            if self.cfg.channels_last:
-                images = images.contiguous(memory_format=torch.channels_last)
-            for pred in self.predict(model, images):
-                r, pad, shape = data.letterbox_params(len(preds))
-                boxes = unletterbox_boxes(pred["boxes"].cpu().numpy(), r, pad, shape)
-                preds.append({"boxes": boxes, "scores": pred["scores"].cpu().numpy(),
-                              "labels": pred["labels"].cpu().numpy()})
-        return preds
+        return predict_dataset(self.predict, self.eval_model, data or self.val_data,
+                               self.cfg.batch_size, self.cfg.channels_last)
 
     def evaluate(self, data: DetectionDataset | None = None) -> dict:
         """COCO mAP of :attr:`eval_model` on ``data`` (default: the validation set)."""
@@ -318,6 +304,26 @@ class Trainer:
             writer = csv.DictWriter(f, fieldnames=keys)
             writer.writeheader()
             writer.writerows(self.history)
+
+
+@torch.no_grad()
+def predict_dataset(predict: Predictor, model: nn.Module, data: DetectionDataset,
+                    batch_size: int = 16, channels_last: bool = False) -> list[dict]:
+    """Run ``predict(model, images)`` over ``data`` (in order) and map every box back from the
+    letterboxed network input to its original image: one numpy prediction dict per image."""
+    model.eval()
+    loader = DataLoader(data, batch_size=batch_size, shuffle=False, collate_fn=collate_detections,
+                        generator=torch.Generator().manual_seed(0))  # not the global RNG
+    preds = []
+    for images, _ in loader:
+        if channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        for pred in predict(model, images):
+            r, pad, shape = data.letterbox_params(len(preds))
+            preds.append({"boxes": unletterbox_boxes(pred["boxes"].cpu().numpy(), r, pad, shape),
+                          "scores": pred["scores"].cpu().numpy(),
+                          "labels": pred["labels"].cpu().numpy()})
+    return preds
 
 
 def load_history(path: str | Path) -> list[dict]:

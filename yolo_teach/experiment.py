@@ -1,0 +1,120 @@
+"""One training run, wired up: detector + data + anchors + trainer, and back from a checkpoint.
+
+The command line, the benchmarks and the notebooks all start runs here, so a run started in a
+notebook is the same run as ``yolo-teach train`` with the same arguments::
+
+    exp = make_experiment("yolov3-nano", data="shapes", assign="neighbours", time_limit=120)
+    exp.trainer.fit()
+    detector, meta = load_detector(exp.trainer.out_dir / "best.pt")
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from yolo_teach.anchors import kmeans_anchors
+from yolo_teach.checkpoint import load_checkpoint
+from yolo_teach.data.core import BoxDataset
+from yolo_teach.data.loader import DetectionDataset
+from yolo_teach.data.sources import load_dataset
+from yolo_teach.decode import predict
+from yolo_teach.detectors import Detector, build_detector
+from yolo_teach.train import TrainConfig, Trainer
+
+NUM_ANCHORS = {"yolov2": 5, "yolov2-tiny": 5, "yolov3": 9, "yolov3-tiny": 6}
+
+
+def letterboxed_wh(dataset: BoxDataset, img_size: int) -> np.ndarray:
+    """``(N, 2)`` widths and heights of every box, in pixels of the ``img_size`` network input."""
+    sizes = []
+    for image, boxes in zip(dataset.images, dataset.boxes):
+        r = img_size / max(image.shape[:2])
+        sizes.append((boxes[:, 2:] - boxes[:, :2]) * r)
+    return np.concatenate(sizes) if sizes else np.zeros((0, 2))
+
+
+def dataset_anchors(model: str, dataset: BoxDataset, img_size: int, seed: int = 0):
+    """k-means anchors (YOLOv2 "Dimension Clusters") for ``model`` on ``dataset``; ``None`` for v1."""
+    family = model.removesuffix("-nano")
+    if family not in NUM_ANCHORS:
+        return None
+    return kmeans_anchors(letterboxed_wh(dataset, img_size), NUM_ANCHORS[family], seed=seed)
+
+
+@dataclass
+class Experiment:
+    """What :func:`make_experiment` builds: call ``trainer.fit()`` to train."""
+
+    detector: Detector
+    trainer: Trainer
+    train_set: BoxDataset
+    val_set: BoxDataset
+
+    @property
+    def class_names(self) -> list[str]:
+        return self.train_set.class_names
+
+
+def make_experiment(model: str = "yolov3-nano", data: str | Path = "shapes",
+                    assign: str = "neighbours", img_size: int = 128, n_train: int | None = 2000,
+                    n_val: int | None = 200, data_size: int | None = None,
+                    anchors: str = "kmeans", augment: bool = True, seed: int = 0,
+                    out_dir: str | Path | None = None, cfg: TrainConfig | None = None,
+                    **cfg_overrides) -> Experiment:
+    """Build the detector, the datasets and the trainer of one run.
+
+    Args:
+        model: a name of :data:`yolo_teach.detectors.DETECTORS`, e.g. ``"yolov3-nano"``.
+        data: ``"shapes"``, ``"face_masks"``, ``"ct_lesions"`` or a ``data.yaml`` path.
+        assign: ``"single"`` (faithful), ``"multi"`` or ``"neighbours"`` (anchor models).
+        img_size: side of the square network input.
+        n_train, n_val: generated images (or the first images of a folder); ``None``: all.
+        data_size: side of generated images (default: the generator's own).
+        anchors: ``"kmeans"`` (on the training boxes) or ``"official"`` (rescaled).
+        augment: Mosaic and friends on the training set (:class:`~yolo_teach.data.augment.Augment`).
+        seed: seeds the data, the weights' initialisation and the trainer.
+        out_dir: where checkpoints and history go.
+        cfg, **cfg_overrides: a :class:`~yolo_teach.train.TrainConfig` and fields to replace.
+    """
+    cfg = replace(cfg or TrainConfig(), seed=seed, **cfg_overrides)
+    train_set = load_dataset(data, "train", n=n_train, size=data_size, seed=seed)
+    val_set = load_dataset(data, "val", n=n_val, size=data_size, seed=seed)
+    chosen = dataset_anchors(model, train_set, img_size, seed) if anchors == "kmeans" else None
+    torch.manual_seed(seed)
+    detector = build_detector(model, train_set.num_classes, img_size, assign=assign,
+                              anchors=chosen)
+    if hasattr(detector.model, "init_bias"):
+        detector.model.init_bias()
+    meta = {"model": model, "assign": assign, "img_size": img_size,
+            "class_names": list(train_set.class_names),
+            "anchors": [a.tolist() for a in detector.anchors] if detector.anchors else None}
+    trainer = Trainer(
+        model=detector.model,
+        criterion=detector.criterion,
+        predict=lambda m, images: predict(m, images, detector.decoder,
+                                          cfg.conf_threshold, cfg.iou_threshold),
+        train_data=DetectionDataset(train_set, img_size, augment=augment, cache=True, seed=seed),
+        val_data=DetectionDataset(val_set, img_size, cache=True),
+        cfg=cfg, out_dir=out_dir, meta=meta,
+    )
+    detector.model = trainer.model  # the trainer may have changed its memory format
+    return Experiment(detector, trainer, train_set, val_set)
+
+
+def load_detector(path: str | Path, use_ema: bool = True) -> tuple[Detector, dict]:
+    """Rebuild the detector saved in a trainer checkpoint (``best.pt``/``last.pt``).
+
+    Returns ``(detector, meta)``; the EMA weights are loaded when the run kept them.
+    """
+    state = load_checkpoint(path)
+    meta = state["meta"]
+    detector = build_detector(meta["model"], len(meta["class_names"]), meta["img_size"],
+                              assign=meta["assign"], anchors=meta["anchors"])
+    weights = state["ema"] if use_ema and state.get("ema") is not None else state["model"]
+    detector.model.load_state_dict(weights)
+    detector.model.eval()
+    return detector, meta
