@@ -27,6 +27,8 @@ def test_cosine_and_step_schedules():
     steps = TrainConfig(lr=0.1, warmup_iters=0, schedule="steps", steps=(0.8, 0.9))
     assert [learning_rate(steps, i, 100) for i in (79, 80, 90)] == pytest.approx(
         [0.1, 0.01, 0.001])
+    # a time-budgeted run passes its progress explicitly: half of the time spent -> half the lr
+    assert learning_rate(cos, 10, 100, progress=0.5) == pytest.approx(0.05)
     with pytest.raises(ValueError, match="schedule"):
         learning_rate(TrainConfig(warmup_iters=0, schedule="linear"), 5, 10)
 

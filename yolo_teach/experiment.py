@@ -18,6 +18,7 @@ import torch
 
 from yolo_teach.anchors import kmeans_anchors
 from yolo_teach.checkpoint import load_checkpoint
+from yolo_teach.data.augment import Augment
 from yolo_teach.data.core import BoxDataset
 from yolo_teach.data.loader import DetectionDataset
 from yolo_teach.data.sources import load_dataset
@@ -62,7 +63,7 @@ class Experiment:
 def make_experiment(model: str = "yolov3-nano", data: str | Path = "shapes",
                     assign: str = "neighbours", img_size: int = 128, n_train: int | None = 2000,
                     n_val: int | None = 200, data_size: int | None = None,
-                    anchors: str = "kmeans", augment: bool = True, seed: int = 0,
+                    anchors: str = "kmeans", augment: bool | Augment = True, seed: int = 0,
                     out_dir: str | Path | None = None, cfg: TrainConfig | None = None,
                     **cfg_overrides) -> Experiment:
     """Build the detector, the datasets and the trainer of one run.
@@ -75,7 +76,8 @@ def make_experiment(model: str = "yolov3-nano", data: str | Path = "shapes",
         n_train, n_val: generated images (or the first images of a folder); ``None``: all.
         data_size: side of generated images (default: the generator's own).
         anchors: ``"kmeans"`` (on the training boxes) or ``"official"`` (rescaled).
-        augment: Mosaic and friends on the training set (:class:`~yolo_teach.data.augment.Augment`).
+        augment: the training augmentation, an :class:`~yolo_teach.data.augment.Augment` (``True``:
+            its defaults, Mosaic included; ``False``: letterbox only).
         seed: seeds the data, the weights' initialisation and the trainer.
         out_dir: where checkpoints and history go.
         cfg, **cfg_overrides: a :class:`~yolo_teach.train.TrainConfig` and fields to replace.

@@ -14,7 +14,7 @@ What a detector's training needs beyond ``loss.backward()``, each from the paper
 * **checkpoint and resume**: ``last.pt`` after every epoch, written atomically; it holds model,
   optimizer, EMA, RNG state and counters, so a resumed run continues exactly where it stopped.
 
-The per-iteration learning rate is a pure function of the iteration (:func:`learning_rate`), so
+The per-iteration learning rate is a pure function of the progress (:func:`learning_rate`), so
 there is no scheduler state to lose. Data order and augmentation depend only on (seed, epoch).
 """
 
@@ -75,11 +75,17 @@ class TrainConfig:
     progress: bool = True
 
 
-def learning_rate(cfg: TrainConfig, iteration: int, total_iters: int) -> float:
-    """Learning rate at optimizer step ``iteration`` of ``total_iters``: warm-up, then schedule."""
+def learning_rate(cfg: TrainConfig, iteration: int, total_iters: int,
+                  progress: float | None = None) -> float:
+    """Learning rate at optimizer step ``iteration`` of ``total_iters``: warm-up, then schedule.
+
+    ``progress`` (fraction of training done) defaults to ``iteration / total_iters``; a run with
+    a time budget passes the fraction of its time spent instead, so its schedule ends on time.
+    """
     if iteration < cfg.warmup_iters:
         return cfg.lr * ((iteration + 1) / cfg.warmup_iters) ** cfg.warmup_power
-    progress = iteration / max(total_iters, 1)
+    if progress is None:
+        progress = iteration / max(total_iters, 1)
     if cfg.schedule == "cosine":
         ratio = cfg.final_lr_ratio
         return cfg.lr * (ratio + (1 - ratio) * (1 + math.cos(math.pi * progress)) / 2)
@@ -214,7 +220,7 @@ class Trainer:
                 self._step()
             self.epoch += 1
             row = {"epoch": self.epoch, "iteration": self.iteration,
-                   "lr": learning_rate(cfg, max(self.iteration - 1, 0), self.total_iters),
+                   "lr": self.optimizer.param_groups[0]["lr"],
                    "train_seconds": round(self.train_seconds, 2),
                    "images_per_second": images_seen / max(time.perf_counter() - epoch_start, 1e-9),
                    **{f"train_{k}": v / max(batches, 1) for k, v in sums.items()}}
@@ -231,9 +237,21 @@ class Trainer:
             self._write_history()
         return self.history
 
+    def _progress(self) -> float:
+        """Fraction of training done: by steps, or by time when the run has a time budget.
+
+        NOTE: a time-budgeted schedule depends on the machine's speed, so such a run is
+        reproducible only up to timing; runs without ``time_limit`` are exact.
+        """
+        by_steps = self.iteration / max(self.total_iters, 1)
+        if self.cfg.time_limit is None:
+            return by_steps
+        return max(by_steps, self.train_seconds / self.cfg.time_limit)
+
     def _step(self) -> None:
         for group in self.optimizer.param_groups:
-            group["lr"] = learning_rate(self.cfg, self.iteration, self.total_iters)
+            group["lr"] = learning_rate(self.cfg, self.iteration, self.total_iters,
+                                        self._progress())
         if self.cfg.grad_clip:
             nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
         self.optimizer.step()
