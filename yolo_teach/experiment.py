@@ -65,7 +65,7 @@ def make_experiment(model: str = "yolov3-nano", data: str | Path = "shapes",
                     n_val: int | None = 200, data_size: int | None = None,
                     anchors: str = "kmeans", augment: bool | Augment = True, seed: int = 0,
                     out_dir: str | Path | None = None, cfg: TrainConfig | None = None,
-                    **cfg_overrides) -> Experiment:
+                    loss_options: dict | None = None, **cfg_overrides) -> Experiment:
     """Build the detector, the datasets and the trainer of one run.
 
     Args:
@@ -81,19 +81,22 @@ def make_experiment(model: str = "yolov3-nano", data: str | Path = "shapes",
         seed: seeds the data, the weights' initialisation and the trainer.
         out_dir: where checkpoints and history go.
         cfg, **cfg_overrides: a :class:`~yolo_teach.train.TrainConfig` and fields to replace.
+        loss_options: arguments of the loss to override (e.g. ``{"cls_gain": 0.5}``).
     """
     cfg = replace(cfg or TrainConfig(), seed=seed, **cfg_overrides)
     train_set = load_dataset(data, "train", n=n_train, size=data_size, seed=seed)
     val_set = load_dataset(data, "val", n=n_val, size=data_size, seed=seed)
     chosen = dataset_anchors(model, train_set, img_size, seed) if anchors == "kmeans" else None
     torch.manual_seed(seed)
+    loss_options = dict(loss_options or {})
     detector = build_detector(model, train_set.num_classes, img_size, assign=assign,
-                              anchors=chosen)
+                              anchors=chosen, **loss_options)
     if hasattr(detector.model, "init_bias"):
         detector.model.init_bias()
     meta = {"model": model, "assign": assign, "img_size": img_size,
             "class_names": list(train_set.class_names),
-            "anchors": [a.tolist() for a in detector.anchors] if detector.anchors else None}
+            "anchors": [a.tolist() for a in detector.anchors] if detector.anchors else None,
+            "loss_options": loss_options}
     trainer = Trainer(
         model=detector.model,
         criterion=detector.criterion,
@@ -115,7 +118,8 @@ def load_detector(path: str | Path, use_ema: bool = True) -> tuple[Detector, dic
     state = load_checkpoint(path)
     meta = state["meta"]
     detector = build_detector(meta["model"], len(meta["class_names"]), meta["img_size"],
-                              assign=meta["assign"], anchors=meta["anchors"])
+                              assign=meta["assign"], anchors=meta["anchors"],
+                              **meta.get("loss_options", {}))
     weights = state["ema"] if use_ema and state.get("ema") is not None else state["model"]
     detector.model.load_state_dict(weights)
     detector.model.eval()
