@@ -6,8 +6,8 @@ r"""Write the course's synthetic datasets to disk as YOLO, Pascal VOC or COCO.
     python scripts/make_datasets.py ct_lesions --n 200 --format coco --out data/ct_lesions
     python scripts/make_datasets.py --sample        # rewrite the small samples in data/samples/
 
-Image ``i`` is drawn with ``image_rng(seed, i)``, exactly as ``make_shapes``, ``make_face_masks``
-and ``make_ct_lesions`` draw it, and the writers are deterministic, so the same arguments give
+The images are those of ``make_shapes``, ``make_face_masks`` and ``make_ct_lesions`` (image ``i``
+drawn with ``image_rng(seed, i)``), and the writers are deterministic, so the same arguments give
 byte-identical files on every run. CT slices also get their Hounsfield units in
 ``hu/<name>.png``: 16-bit PNGs holding ``HU + 32768``, the convention of DeepLesion's PNG slices.
 The whole dataset is held in memory while it is written (about ``n · 3 · size²`` bytes).
@@ -22,24 +22,18 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from tqdm import tqdm
 
 from yolo_teach.data import (
-    FACE_CLASSES,
-    LESION_CLASSES,
-    SHAPE_CLASSES,
     BoxDataset,
-    image_rng,
-    render_ct_slice,
-    render_face_scene,
-    render_shapes_scene,
-    window_rgb,
+    make_ct_lesions,
+    make_face_masks,
+    make_shapes,
     write_coco,
     write_voc,
     write_yolo,
 )
 
-CLASSES = {"shapes": SHAPE_CLASSES, "face_masks": FACE_CLASSES, "ct_lesions": LESION_CLASSES}
+GENERATORS = {"shapes": make_shapes, "face_masks": make_face_masks, "ct_lesions": make_ct_lesions}
 DEFAULT_SIZE = {"shapes": 256, "face_masks": 256, "ct_lesions": 512}
 WRITERS = {"yolo": write_yolo, "voc": write_voc, "coco": write_coco}
 HU_OFFSET = 32768  # DeepLesion stores HU + 32768 in uint16 PNGs
@@ -52,31 +46,13 @@ SAMPLES = (
 )
 
 
-def render(name: str, seed: int, index: int, size: int):
-    """Image ``index`` of dataset ``name``: ``(image, boxes, labels, hu or None)``."""
-    rng = image_rng(seed, index)
-    if name == "shapes":
-        return (*render_shapes_scene(rng, size), None)
-    if name == "face_masks":
-        return (*render_face_scene(rng, size), None)
-    hu, boxes, labels, _ = render_ct_slice(rng, size)
-    return window_rgb(hu), boxes, labels, hu
-
-
 def generate(name: str, indices, size: int, seed: int, progress: bool = True) -> BoxDataset:
-    """The images ``indices`` of dataset ``name`` as a ``BoxDataset`` (CT: ``meta["hu"]``)."""
+    """The images ``indices`` of dataset ``name`` (CT: with ``meta["hu"]``): images
+    ``0 .. max(indices)`` are made and the others dropped."""
     indices = list(indices)
-    width = max(4, len(str(max(indices, default=0) + 1)))
-    images, boxes, labels, hus = [], [], [], []
-    for i in tqdm(indices, desc=f"{name} {size} px", unit="img", disable=not progress):
-        image, b, lab, hu = render(name, seed, i, size)
-        images.append(image)
-        boxes.append(b)
-        labels.append(lab)
-        hus.append(hu)
-    names = [f"{i:0{width}d}" for i in indices]
-    meta = {"hu": hus} if name == "ct_lesions" else {}
-    return BoxDataset(images, boxes, labels, list(CLASSES[name]), names=names, meta=meta)
+    n = max(indices) + 1
+    dataset = GENERATORS[name](n, size, seed=seed, progress=progress)
+    return dataset if indices == list(range(n)) else dataset.subset(indices)
 
 
 def write_hu(dataset: BoxDataset, out: Path) -> None:
@@ -112,7 +88,7 @@ def write_samples(out: Path, progress: bool = True) -> list[Path]:
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("dataset", nargs="?", choices=sorted(CLASSES))
+    parser.add_argument("dataset", nargs="?", choices=sorted(GENERATORS))
     parser.add_argument("--n", type=int, default=1000, help="number of images (default 1000)")
     parser.add_argument("--size", type=int, default=None,
                         help="image side in px (default 256; 512 for ct_lesions)")

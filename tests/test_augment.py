@@ -16,6 +16,7 @@ from yolo_teach.data.augment import (
     letterbox,
     mixup,
     mosaic,
+    mosaic_layout,
     random_affine,
     transform_boxes,
     unletterbox_boxes,
@@ -110,6 +111,42 @@ def test_mosaic_is_deterministic_and_boxes_follow_pixels():
         for x1, y1, x2, y2 in boxes.astype(int):
             patch = image[y1:y2, x1:x2].reshape(-1, 3)
             assert (patch == patch[0]).all() and patch[0].tolist() in [list(c) for c in colours]
+
+
+def test_mosaic_with_a_given_centre():
+    # four flat 100 x 100 images, not resized, centre (40, 90) on a 128 canvas:
+    # TL covers x in [-60, 40), y in [-10, 90) -> visible [0, 40) x [0, 90); TR [40, 128) x
+    # [0, 90); BL [0, 40) x [90, 128); BR [40, 128) x [90, 128): the canvas is tiled exactly
+    colours = [(255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 0)]
+    flat = [(np.full((100, 100, 3), c, np.uint8), np.array([[0, 0, 100, 100]], np.float32),
+             np.array([k])) for k, c in enumerate(colours)]  # fmt: skip
+    rng = np.random.default_rng(0)
+    state = rng.bit_generator.state
+    image, boxes, labels = mosaic(flat, 128, rng, resize=False, centre=(40.7, 90.2))
+    assert rng.bit_generator.state == state  # a given centre draws nothing
+    quadrants = [image[:90, :40], image[:90, 40:], image[90:, :40], image[90:, 40:]]
+    for quadrant, colour in zip(quadrants, colours):
+        assert (quadrant == colour).all()  # the four boundaries meet at (40, 90)
+    assert labels.tolist() == [0, 1, 2, 3]
+    # each full-image box is cut to its quadrant (areas 3600, 7920, 1520, 3344 >= 10 % of 10^4)
+    np.testing.assert_array_equal(
+        boxes, [[0, 0, 40, 90], [40, 0, 128, 90], [0, 90, 40, 128], [40, 90, 128, 128]]
+    )
+    # mosaic_layout says the same: TL shifted by (40 - 100, 90 - 100) = (-60, -10)
+    assert mosaic_layout(0, (40, 90), 100, 100, 128) == ((0, 0, 40, 90), (-60, -10))
+    assert mosaic_layout(3, (40, 90), 100, 100, 128) == ((40, 90, 128, 128), (40, 90))
+
+
+def test_mosaic_drawn_centre_is_the_given_one_with_the_same_draws():
+    rng = np.random.default_rng(3)
+    samples = [random_sample(rng, 10 * k) for k in range(4)]
+    for seed in range(10):
+        draws = np.random.default_rng(seed)
+        centre = (draws.uniform(0.2 * 128, 0.8 * 128), draws.uniform(0.2 * 128, 0.8 * 128))
+        rng = np.random.default_rng(seed)
+        drawn = mosaic(samples, 128, rng)
+        assert same(drawn, mosaic(samples, 128, np.random.default_rng(), centre=centre))
+        assert rng.random() == draws.random()  # the stream continues where it did before
 
 
 # ------------------------------------------------------------------------- random_affine

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from yolo_teach.data import BoxDataset
+from yolo_teach.data import BoxDataset, build_dataset
 from yolo_teach.data.backgrounds import (
     BACKGROUND_KINDS,
     color_jitter,
@@ -21,7 +21,13 @@ from yolo_teach.data.ct_lesions import (
     window_rgb,
 )
 from yolo_teach.data.face_masks import FACE_CLASSES, make_face_masks
-from yolo_teach.data.shapes import SHAPE_CLASSES, OcclusionMap, make_shapes, mask_box
+from yolo_teach.data.shapes import (
+    SHAPE_CLASSES,
+    OcclusionMap,
+    make_shapes,
+    mask_box,
+    render_shapes_scene,
+)
 
 GENERATORS = {
     "shapes": lambda n, size, seed: make_shapes(n, size, seed),
@@ -61,6 +67,30 @@ def test_same_seed_same_data_and_batch_size_does_not_matter(name):
     assert_same(a, make(small, 64, 7), range(small))
     c = make(small, 64, 8)
     assert any(not np.array_equal(a.images[i], c.images[i]) for i in range(small))
+
+
+def test_build_dataset_in_chunks_equals_one_shot():
+    def render(rng):
+        return render_shapes_scene(rng, 48)
+
+    whole = build_dataset(render, 5, 3, SHAPE_CLASSES)
+    chunks = [build_dataset(render, 2, 3, SHAPE_CLASSES),
+              build_dataset(render, 3, 3, SHAPE_CLASSES, start=2)]  # fmt: skip
+    assert whole.names == ["0000", "0001", "0002", "0003", "0004"]
+    assert [name for c in chunks for name in c.names] == whole.names
+    joined = BoxDataset([x for c in chunks for x in c.images], [x for c in chunks for x in c.boxes],
+                        [x for c in chunks for x in c.labels], list(SHAPE_CLASSES))  # fmt: skip
+    assert_same(whole, joined, range(5))
+    assert build_dataset(render, 1, 3, SHAPE_CLASSES, start=12345).names == ["12345"]
+    # the generators take the offset too; CT's per-image meta (HU, level, spacing) follow
+    ct, tail = make_ct_lesions(3, 64, 1), make_ct_lesions(2, 64, 1, start=1)
+    assert tail.names == ["0001", "0002"]
+    assert_same(ct.subset([1, 2]), tail, range(2))
+    assert tail.meta["level"] == ct.meta["level"][1:]
+    assert tail.meta["pixel_spacing_mm"] == ct.meta["pixel_spacing_mm"][1:]
+    for a, b in zip(ct.meta["hu"][1:], tail.meta["hu"], strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert_same(make_face_masks(4, 48, 2).subset([3]), make_face_masks(1, 48, 2, start=3), [0])
 
 
 @pytest.mark.parametrize("name", list(GENERATORS))

@@ -1,16 +1,9 @@
 """Datasets made offline by our own code, label formats and box-safe augmentation."""
 
 from yolo_teach.data.backgrounds import image_rng, load_photos, random_background
-from yolo_teach.data.core import BoxDataset
-from yolo_teach.data.ct_lesions import (
-    LESION_CLASSES,
-    WINDOWS,
-    load_example_ct,
-    make_ct_lesions,
-    render_ct_slice,
-    window,
-    window_rgb,
-)
+from yolo_teach.data.core import BoxDataset, build_dataset
+from yolo_teach.data.ct_lesions import LESION_CLASSES, make_ct_lesions, render_ct_slice
+from yolo_teach.data.ct_phantom import WINDOWS, load_example_ct, window, window_rgb
 from yolo_teach.data.errors import ImageError, LabelError, LabelWarning
 from yolo_teach.data.face_masks import FACE_CLASSES, make_face_masks, render_face_scene
 from yolo_teach.data.formats import (
@@ -33,6 +26,7 @@ __all__ = [
     "LabelWarning",
     "SHAPE_CLASSES",
     "WINDOWS",
+    "build_dataset",
     "convert",
     "image_rng",
     "load_example_ct",

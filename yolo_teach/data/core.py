@@ -1,10 +1,15 @@
-"""The in-memory detection dataset every generator returns and every format reads and writes."""
+"""The in-memory detection dataset every generator returns and every format reads and writes,
+and the one loop that fills it from a scene renderer."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
+from tqdm.auto import tqdm
+
+from yolo_teach.data.backgrounds import image_rng
 
 
 @dataclass
@@ -68,3 +73,49 @@ class BoxDataset:
     def targets(self) -> list[dict]:
         """Ground truth as the list of ``{"boxes", "labels"}`` dicts that the metrics take."""
         return [{"boxes": b, "labels": lab} for b, lab in zip(self.boxes, self.labels)]
+
+
+def build_dataset(
+    render: Callable[[np.random.Generator], tuple],
+    n: int,
+    seed: int,
+    class_names,
+    *,
+    start: int = 0,
+    progress: bool = False,
+    desc: str | None = None,
+    meta: dict | None = None,
+) -> BoxDataset:
+    """Images ``start, ..., start + n - 1`` of a synthetic dataset, image ``i`` rendered by
+    ``render(image_rng(seed, i))``.
+
+    Image ``i`` depends only on ``(seed, i)``, so chunks made with ``start = 0, k, 2k, ...`` hold
+    the same images, boxes and names as one call for the whole range.
+
+    Args:
+        render: draws one scene from its generator and returns ``(image, boxes, labels)`` or
+            ``(image, boxes, labels, extra)``, where ``extra`` is a dict of per-image values
+            (e.g. a CT slice's HU) collected into lists ``meta[key]``, one entry per image.
+        n: number of images.
+        seed: dataset seed.
+        class_names: the name of each class id.
+        start: index of the first image; names are the global index ``i``, zero-padded to
+            ``max(4, digits of start + n)``.
+        progress: show a tqdm progress bar (titled ``desc``).
+        meta: entries shared by the whole dataset (e.g. the generator's name and seed).
+    Returns:
+        a ``BoxDataset`` of ``n`` images.
+    """
+    images, boxes, labels, extras = [], [], [], {}
+    indices = range(start, start + n)
+    for i in tqdm(indices, desc=desc, unit="img", disable=not progress):
+        image, b, lab, *extra = render(image_rng(seed, i))
+        images.append(image)
+        boxes.append(b)
+        labels.append(lab)
+        for key, value in (extra[0] if extra else {}).items():
+            extras.setdefault(key, []).append(value)
+    width = max(4, len(str(start + n)))
+    names = [f"{i:0{width}d}" for i in indices]
+    return BoxDataset(images, boxes, labels, list(class_names), names=names,
+                      meta={**(meta or {}), **extras})  # fmt: skip

@@ -32,10 +32,9 @@ from yolo_teach.data.backgrounds import (
     add_noise,
     color_jitter,
     image_hw,
-    image_rng,
     random_background,
 )
-from yolo_teach.data.core import BoxDataset
+from yolo_teach.data.core import BoxDataset, build_dataset
 from yolo_teach.data.shapes import OcclusionMap, mask_box
 
 FACE_CLASSES = ("mask", "no_mask", "mask_incorrect")
@@ -295,6 +294,9 @@ def make_face_masks(
     crowd_prob: float = 0.25,
     class_weights=None,
     min_visible: float = 0.6,
+    *,
+    start: int = 0,
+    progress: bool = False,
 ) -> BoxDataset:
     """``n`` face-mask scenes as a ``BoxDataset`` (image ``i`` drawn with ``image_rng(seed, i)``).
 
@@ -306,19 +308,19 @@ def make_face_masks(
         class_weights: relative frequency of ``mask``, ``no_mask``, ``mask_incorrect``; None uses
             the Kaggle set's counts ``FACE_CLASS_COUNTS`` (3232 : 717 : 123).
         min_visible: the smallest visible fraction of a labelled head.
+        start: index of the first image (see ``build_dataset``).
+        progress: show a progress bar.
     Returns:
         a ``BoxDataset`` with ``class_names = ["mask", "no_mask", "mask_incorrect"]``.
     """
     weights = FACE_CLASS_COUNTS if class_weights is None else class_weights
     if len(weights) != len(FACE_CLASSES) or min(weights) < 0 or sum(weights) <= 0:
         raise ValueError(f"class_weights must be {len(FACE_CLASSES)} non-negative numbers")
-    images, boxes, labels = [], [], []
-    for i in range(n):
-        image, b, lab = render_face_scene(
-            image_rng(seed, i), size, crowd_prob, weights, min_visible
-        )
-        images.append(image)
-        boxes.append(b)
-        labels.append(lab)
-    meta = {"generator": "face_masks", "seed": seed, "size": image_hw(size)}
-    return BoxDataset(images, boxes, labels, list(FACE_CLASSES), meta=meta)
+
+    def render(rng: np.random.Generator):
+        return render_face_scene(rng, size, crowd_prob, weights, min_visible)
+
+    h, w = image_hw(size)
+    meta = {"generator": "face_masks", "seed": seed, "size": (h, w)}
+    return build_dataset(render, n, seed, FACE_CLASSES, start=start, progress=progress,
+                         desc=f"face_masks {w}x{h} px", meta=meta)  # fmt: skip

@@ -25,10 +25,9 @@ from yolo_teach.data.backgrounds import (
     add_noise,
     color_jitter,
     image_hw,
-    image_rng,
     random_background,
 )
-from yolo_teach.data.core import BoxDataset
+from yolo_teach.data.core import BoxDataset, build_dataset
 
 SHAPE_CLASSES = ("circle", "square", "triangle", "star", "ring", "cross", "hexagon")
 DISTRACTORS = ("ellipse", "rectangle", "arc", "line")
@@ -353,6 +352,9 @@ def make_shapes(
     class_weights=None,
     min_objects: int = 1,
     max_objects: int = 10,
+    *,
+    start: int = 0,
+    progress: bool = False,
     **scene_kwargs,
 ) -> BoxDataset:
     """``n`` shape scenes as a ``BoxDataset`` (image ``i`` drawn with ``image_rng(seed, i)``).
@@ -366,19 +368,19 @@ def make_shapes(
         min_objects, max_objects: objects per image, uniform in this range (fewer only if an
             object cannot be placed without hiding another one; never fewer than ``min_objects``
             in practice).
+        start: index of the first image (see ``build_dataset``).
+        progress: show a progress bar.
         scene_kwargs: passed to ``render_shapes_scene`` (``size_range``, ``min_visible``,
             ``max_distractors``, ``min_contrast``, ``background_kinds``).
     Returns:
         a ``BoxDataset`` with ``class_names = list(classes)``.
     """
-    images, boxes, labels = [], [], []
-    for i in range(n):
-        image, b, lab = render_shapes_scene(
-            image_rng(seed, i), size, classes, class_weights, min_objects, max_objects,
-            **scene_kwargs,
-        )  # fmt: skip
-        images.append(image)
-        boxes.append(b)
-        labels.append(lab)
-    meta = {"generator": "shapes", "seed": seed, "size": image_hw(size)}
-    return BoxDataset(images, boxes, labels, list(classes), meta=meta)
+
+    def render(rng: np.random.Generator):
+        return render_shapes_scene(rng, size, classes, class_weights, min_objects, max_objects,
+                                   **scene_kwargs)  # fmt: skip
+
+    h, w = image_hw(size)
+    meta = {"generator": "shapes", "seed": seed, "size": (h, w)}
+    return build_dataset(render, n, seed, classes, start=start, progress=progress,
+                         desc=f"shapes {w}x{h} px", meta=meta)  # fmt: skip

@@ -37,11 +37,11 @@ from yolo_teach.data.augment import (
     letterbox,
     mixup,
     mosaic,
+    mosaic_layout,
     random_affine,
     resize_keep_aspect,
     transform_boxes,
 )
-from yolo_teach.data.augment.mixing import _quadrant
 from yolo_teach.viz.draw import class_legend, draw_boxes, draw_canvas
 from yolo_teach.viz.widgets import _show
 
@@ -85,17 +85,6 @@ class Preview:
     sources: tuple[int, ...]
     centre: tuple[int, int] | None
     steps: tuple[str, ...]
-
-
-class _FixedCentre:
-    """Stands in for the generator of :func:`mosaic`, whose only draws are the centre's ``x``
-    then ``y``, to put the centre where asked (until ``mosaic`` takes a centre argument)."""
-
-    def __init__(self, xc: int, yc: int) -> None:
-        self._draws = iter((float(xc), float(yc)))
-
-    def uniform(self, low: float, high: float) -> float:
-        return next(self._draws)
 
 
 class _Registry:
@@ -157,11 +146,11 @@ def _geometric(dataset, index, size, rng, centre, toggles, hyp, registry):
         for corner, (image, boxes, ids) in enumerate(samples):  # where mosaic() puts each box
             resized, boxes, _ = resize_keep_aspect(image, boxes, size)
             h, w = resized.shape[:2]
-            rect, (dx, dy) = _quadrant(corner, *xy_centre, w, h, size)
+            rect, (dx, dy) = mosaic_layout(corner, xy_centre, w, h, size)
             placed.append(boxes + np.array([dx, dy, dx, dy], np.float32))
             placed_ids.append(ids)
             visible += [rect] * len(ids)
-        sample = mosaic(samples, size, _FixedCentre(*xy_centre))
+        sample = mosaic(samples, size, rng, centre=xy_centre)  # draws nothing from rng
         _record_dropped(ghosts, np.concatenate(placed), np.concatenate(placed_ids), sample[2],
                         "mosaic", np.array(visible).reshape(-1, 4))  # fmt: skip
     else:

@@ -35,7 +35,7 @@ from yolo_teach.data.augment.geometric import (
     transform_boxes,
     unletterbox_boxes,
 )
-from yolo_teach.data.augment.mixing import cutmix, mixup, mosaic
+from yolo_teach.data.augment.mixing import cutmix, mixup, mosaic, mosaic_layout
 from yolo_teach.data.augment.photometric import blur, brightness_exposure, hsv_jitter
 from yolo_teach.data.augment.pipeline import Augment, Transform, compose
 
@@ -55,6 +55,7 @@ __all__ = [
     "letterbox",
     "mixup",
     "mosaic",
+    "mosaic_layout",
     "random_affine",
     "resize_keep_aspect",
     "transform_boxes",

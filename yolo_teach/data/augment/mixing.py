@@ -20,19 +20,40 @@ from yolo_teach.data.augment.core import (
 from yolo_teach.data.augment.geometric import resize_keep_aspect
 
 
-def _quadrant(corner: int, xc: int, yc: int, w: int, h: int, size: int) -> tuple:
-    """Canvas rectangle and image offset of image ``corner`` (0 TL, 1 TR, 2 BL, 3 BR) of a mosaic.
+def mosaic_layout(
+    corner: int, centre: tuple[int, int], width: int, height: int, size: int
+) -> tuple[tuple[int, int, int, int], tuple[int, int]]:
+    """Where image ``corner`` of a mosaic lands on the ``size x size`` canvas.
 
-    Image 0 has its bottom-right corner on the centre ``(x_c, y_c)``, image 1 its bottom-left,
-    image 2 its top-right, image 3 its top-left. Returns ``((x1, y1, x2, y2), (dx, dy))``: the
-    visible part on the canvas, and the shift from image to canvas coordinates.
+    The four images meet at the centre :math:`(x_c, y_c)`, each touching it with one corner:
+
+    - ``corner = 0``, top-left: its bottom-right corner on the centre, shift ``(x_c - w, y_c - h)``;
+    - ``corner = 1``, top-right: its bottom-left corner on the centre, shift ``(x_c, y_c - h)``;
+    - ``corner = 2``, bottom-left: its top-right corner on the centre, shift ``(x_c - w, y_c)``;
+    - ``corner = 3``, bottom-right: its top-left corner on the centre, shift ``(x_c, y_c)``.
+
+    What falls outside the canvas is cut off, so with the centre inside the canvas the visible
+    rectangles of images 0-3 lie in the quadrants ``[0, x_c] x [0, y_c]``, ``[x_c, s] x [0, y_c]``,
+    ``[0, x_c] x [y_c, s]`` and ``[x_c, s] x [y_c, s]``.
+
+    Args:
+        corner: 0 TL, 1 TR, 2 BL, 3 BR.
+        centre: ``(x_c, y_c)`` integer pixels of the canvas.
+        width, height: ``w, h`` of the image (after any resize).
+        size: side ``s`` of the canvas.
+
+    Returns:
+        ``((x1, y1, x2, y2), (dx, dy))``: the visible part on the canvas (``xyxy``, empty when
+        ``x2 <= x1`` or ``y2 <= y1``), and the shift from image to canvas coordinates
+        (canvas = image + ``(dx, dy)``).
     """
+    xc, yc = centre
     left = corner in (0, 2)  # image lies left of the centre
     top = corner in (0, 1)  # image lies above the centre
-    dx = xc - w if left else xc
-    dy = yc - h if top else yc
+    dx = xc - width if left else xc
+    dy = yc - height if top else yc
     x1, y1 = max(dx, 0), max(dy, 0)
-    x2, y2 = min(dx + w, size), min(dy + h, size)
+    x2, y2 = min(dx + width, size), min(dy + height, size)
     return (x1, y1, x2, y2), (dx, dy)
 
 
@@ -43,6 +64,7 @@ def mosaic(
     center_range: tuple[float, float] = (0.2, 0.8),
     resize: bool = True,
     fill: int = FILL,
+    centre: tuple[float, float] | None = None,
 ) -> Sample:
     """Mosaic: four images around a random centre in one ``size x size`` canvas (YOLOv4 §3.3).
 
@@ -50,9 +72,10 @@ def mosaic(
     Figure 3): four contexts in one picture, and BatchNorm sees four images per sample.
 
     Layout: a centre :math:`(x_c, y_c)` is drawn uniformly in ``center_range`` of the canvas
-    (darknet's ``min_offset = 0.2``); each image (resized so its long side is ``size`` when
-    ``resize``) touches the centre with one corner, top-left image with its bottom-right corner
-    and so on; what falls outside the canvas is cut off, gaps are grey.
+    (darknet's ``min_offset = 0.2``), or given as ``centre``; each image (resized so its long
+    side is ``size`` when ``resize``) touches the centre with one corner, top-left image with its
+    bottom-right corner and so on (:func:`mosaic_layout`); what falls outside the canvas is cut
+    off, gaps are grey.
 
     # NOTE(paper): YOLOv5 builds a 2s x 2s canvas and crops it to s x s during the following
     # affine warp. We build the central s x s window directly (a quarter of the memory); the
@@ -62,8 +85,10 @@ def mosaic(
     Args:
         samples: four ``(image, boxes, labels)`` samples (any sizes).
         size: side ``s`` of the output canvas.
-        rng: random generator (two draws: the centre).
+        rng: random generator (two draws: the centre; none when ``centre`` is given).
         center_range: the centre is drawn in ``[lo s, hi s]`` along each axis.
+        centre: ``(x_c, y_c)`` in pixels of the canvas (truncated to integers), instead of a
+            drawn one.
 
     Returns:
         ``(image (s, s, 3) uint8, boxes (M, 4) float32, labels (M,) int64)``: each image's boxes
@@ -71,9 +96,10 @@ def mosaic(
     """
     if len(samples) != 4:
         raise ValueError(f"mosaic needs 4 samples, got {len(samples)}")
-    lo, hi = center_range
-    xc = int(rng.uniform(lo * size, hi * size))
-    yc = int(rng.uniform(lo * size, hi * size))
+    if centre is None:
+        lo, hi = center_range
+        centre = (rng.uniform(lo * size, hi * size), rng.uniform(lo * size, hi * size))
+    xc, yc = int(centre[0]), int(centre[1])
     canvas = np.full((size, size, 3), fill, dtype=np.uint8)
     all_boxes, all_labels = [], []
     for corner, (image, boxes, labels) in enumerate(samples):
@@ -81,7 +107,7 @@ def mosaic(
             image, boxes, _ = resize_keep_aspect(image, boxes, size)
         boxes, labels = _as_boxes(boxes), _as_labels(labels)
         h, w = image.shape[:2]
-        (x1, y1, x2, y2), (dx, dy) = _quadrant(corner, xc, yc, w, h, size)
+        (x1, y1, x2, y2), (dx, dy) = mosaic_layout(corner, (xc, yc), w, h, size)
         if x2 <= x1 or y2 <= y1:
             continue  # this image is entirely outside the canvas
         canvas[y1:y2, x1:x2] = image[y1 - dy : y2 - dy, x1 - dx : x2 - dx]
