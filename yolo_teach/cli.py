@@ -40,7 +40,8 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--model", default="yolov3-nano", choices=sorted(DETECTORS))
     train.add_argument("--data", default="shapes",
                        help="shapes, face_masks, ct_lesions, or a data.yaml path")
-    train.add_argument("--assign", default="neighbours", choices=ASSIGNERS)
+    train.add_argument("--assign", default=None, choices=ASSIGNERS,
+                       help="target assignment of anchor models (default: the faithful 'single')")
     train.add_argument("--epochs", type=int, default=30)
     train.add_argument("--imgsz", type=int, default=128)
     train.add_argument("--batch", type=int, default=16)

@@ -61,7 +61,7 @@ class Experiment:
 
 
 def make_experiment(model: str = "yolov3-nano", data: str | Path = "shapes",
-                    assign: str = "neighbours", img_size: int = 128, n_train: int | None = 2000,
+                    assign: str | None = None, img_size: int = 128, n_train: int | None = 2000,
                     n_val: int | None = 200, data_size: int | None = None,
                     anchors: str = "kmeans", augment: bool | Augment = True, seed: int = 0,
                     out_dir: str | Path | None = None, cfg: TrainConfig | None = None,
@@ -71,7 +71,8 @@ def make_experiment(model: str = "yolov3-nano", data: str | Path = "shapes",
     Args:
         model: a name of :data:`yolo_teach.detectors.DETECTORS`, e.g. ``"yolov3-nano"``.
         data: ``"shapes"``, ``"face_masks"``, ``"ct_lesions"`` or a ``data.yaml`` path.
-        assign: ``"single"`` (faithful), ``"multi"`` or ``"neighbours"`` (anchor models).
+        assign: ``"single"`` (faithful), ``"multi"`` or ``"neighbours"`` (anchor models);
+            ``None`` for the detector's default (the faithful rule; YOLOv1 has no other).
         img_size: side of the square network input.
         n_train, n_val: generated images (or the first images of a folder); ``None``: all.
         data_size: side of generated images (default: the generator's own).
@@ -89,11 +90,12 @@ def make_experiment(model: str = "yolov3-nano", data: str | Path = "shapes",
     chosen = dataset_anchors(model, train_set, img_size, seed) if anchors == "kmeans" else None
     torch.manual_seed(seed)
     loss_options = dict(loss_options or {})
-    detector = build_detector(model, train_set.num_classes, img_size, assign=assign,
-                              anchors=chosen, **loss_options)
+    assign_kw = {"assign": assign} if assign is not None else {}
+    detector = build_detector(model, train_set.num_classes, img_size, anchors=chosen,
+                              **assign_kw, **loss_options)
     if hasattr(detector.model, "init_bias"):
         detector.model.init_bias()
-    meta = {"model": model, "assign": assign, "img_size": img_size,
+    meta = {"model": model, "assign": assign or "single", "img_size": img_size,
             "class_names": list(train_set.class_names),
             "anchors": [a.tolist() for a in detector.anchors] if detector.anchors else None,
             "loss_options": loss_options}
