@@ -40,7 +40,7 @@ from yolo_teach.losses.assign import (
 )
 from yolo_teach.viz.draw import as_numpy, class_color, class_legend, draw_boxes, draw_canvas
 from yolo_teach.viz.prediction_explorer import hwc_image
-from yolo_teach.viz.widgets import _show
+from yolo_teach.viz.widgets import show_figure
 
 RULES = {
     "single": "single: best anchor, centre cell (YOLOv2/v3)",
@@ -329,7 +329,7 @@ def anchor_explorer(image, boxes, labels, anchors, strides: Sequence[int],
         summary.value = (f"{RULES[c['rule']]}: <b>{len(boxes)}</b> ground truths → "
                          f"<b>{len(rows)}</b> responsible predictions ({per_scale})")
         table.value = assignment_table_html(shown, len(boxes), labels, class_names)
-        _show(picture, fig)
+        show_figure(picture, fig)
         return shown
 
     for widget in controls.values():

@@ -43,7 +43,7 @@ from yolo_teach.data.augment import (
     transform_boxes,
 )
 from yolo_teach.viz.draw import class_legend, draw_boxes, draw_canvas
-from yolo_teach.viz.widgets import _show
+from yolo_teach.viz.widgets import show_figure
 
 AUGMENTATIONS = ("mosaic", "affine", "mixup", "cutmix", "flip", "hsv")
 """The steps a preview can switch on, named as in the widget's toggles."""
@@ -374,7 +374,7 @@ def mosaic_preview(dataset, index: int = 0, seed: int = 0,
         lines = "".join(f"<li>{line}</li>" for line in describe_dropped(p, class_names))
         summary.value = (f"images {list(p.sources)} · <b>{len(p.boxes)}</b> boxes kept, "
                          f"<b>{len(p.dropped)}</b> dropped<ul>{lines}</ul>")  # fmt: skip
-        _show(out, fig)
+        show_figure(out, fig)
         return p
 
     for widget in controls.values():

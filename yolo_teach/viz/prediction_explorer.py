@@ -30,7 +30,7 @@ from matplotlib.figure import Figure
 from yolo_teach.metrics import detection_report, mean_average_precision
 from yolo_teach.nms import batched_nms
 from yolo_teach.viz.draw import as_numpy, class_color, class_legend, draw_boxes, draw_canvas
-from yolo_teach.viz.widgets import _as_tensor, _show
+from yolo_teach.viz.widgets import _as_tensor, show_figure
 
 
 def hwc_image(image) -> np.ndarray:
@@ -246,7 +246,7 @@ def prediction_explorer(images, preds: Sequence[dict], targets: Sequence[dict],
         detail.value = (f"image {index}: {n_candidates} stored detections → score ≥ "
                         f"{c_conf:.2f}, chosen classes, NMS at IoU {c_iou:.2f} → "
                         f"<b>{len(det['boxes'])}</b> kept")
-        _show(picture, fig)
+        show_figure(picture, fig)
         return {"filtered": filtered, "metrics": metrics, "image": index}
 
     for widget in (controls["conf"], controls["iou"], controls["image"], *controls["classes"]):

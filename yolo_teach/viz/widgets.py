@@ -133,7 +133,12 @@ def greedy_nms_steps(boxes, scores, iou_threshold: float) -> list[tuple[int, np.
 
 
 # ----------------------------------------------------------------------------- widgets
-def _show(image: widgets.Image, fig: Figure) -> None:
+def show_figure(image: widgets.Image, fig: Figure) -> None:
+    """Render ``fig`` as a PNG into ``image``: how every widget of the package redraws.
+
+    A core ``ipywidgets.Image`` works under any matplotlib backend and avoids the nbclient
+    stall seen with ``Output`` + ``display(fig)`` during notebook execution.
+    """
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png")
     image.value = buffer.getvalue()
@@ -174,7 +179,7 @@ def iou_playground(gt=(120.0, 120.0, 260.0, 220.0), pred=(200.0, 170.0, 330.0, 3
         draw_iou_geometry(ax, pred_xyxy, gt, limits=(0, 0, canvas, canvas))
         ax.set_xticks([])
         ax.set_yticks([])
-        _show(picture, fig)
+        show_figure(picture, fig)
         return values
 
     for slider in controls.values():
@@ -239,7 +244,7 @@ def nms_explorer(boxes, scores, labels, image=None, class_names: Sequence[str] |
         ax.set_title(NMS_METHODS[c["method"]], fontsize=9)
         summary.value = (f"<b>{len(res.candidates)}</b> boxes with score ≥ {c['conf']:.2f} → "
                          f"<b>{len(res.keep)}</b> kept, <b>{len(res.suppressed)}</b> removed")
-        _show(picture, fig)
+        show_figure(picture, fig)
         return res
 
     for widget in controls.values():
