@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from yolo_teach.anchors import kmeans_anchors
-from yolo_teach.checkpoint import load_checkpoint
+from yolo_teach.checkpoint import atomic_save, load_checkpoint
 from yolo_teach.data.augment import Augment
 from yolo_teach.data.core import BoxDataset
 from yolo_teach.data.loader import DetectionDataset
@@ -112,10 +112,29 @@ def make_experiment(model: str = "yolov3-nano", data: str | Path = "shapes",
     return Experiment(detector, trainer, train_set, val_set)
 
 
-def load_detector(path: str | Path, use_ema: bool = True) -> tuple[Detector, dict]:
-    """Rebuild the detector saved in a trainer checkpoint (``best.pt``/``last.pt``).
+def export_weights(checkpoint: str | Path, path: str | Path, use_ema: bool = True,
+                   half: bool = True, **extra_meta) -> Path:
+    """Write the weights of a trainer checkpoint as a small file that :func:`load_detector` reads.
 
-    Returns ``(detector, meta)``; the EMA weights are loaded when the run kept them.
+    Keeps the (EMA) weights, in float16 unless ``half=False``, the run's ``meta`` and its
+    ``history``, and drops the optimizer state: a nano model's file shrinks about six times.
+    ``extra_meta`` is merged into ``meta`` (e.g. how the file was made). Written atomically.
+    """
+    state = load_checkpoint(checkpoint)
+    weights = state["ema"] if use_ema and state.get("ema") is not None else state["model"]
+    if half:
+        weights = {k: v.half() if v.is_floating_point() else v for k, v in weights.items()}
+    meta = {**state["meta"], **extra_meta}
+    return atomic_save({"model": weights, "meta": meta, "history": state.get("history", [])},
+                       path)
+
+
+def load_detector(path: str | Path, use_ema: bool = True) -> tuple[Detector, dict]:
+    """Rebuild the detector saved in a trainer checkpoint (``best.pt``/``last.pt``) or in a file
+    written by :func:`export_weights`.
+
+    Returns ``(detector, meta)``; the EMA weights are loaded when the run kept them. Float16
+    weights are loaded into the float32 model.
     """
     state = load_checkpoint(path)
     meta = state["meta"]

@@ -36,12 +36,15 @@ class YOLOv3Config:
 
     ``channels`` are the widths of Darknet-53's five downsampling stages (strides 2 to 32) and
     ``depths`` the number of residual blocks in each (1, 2, 8, 8, 4: Table 1 of the paper).
-    The neck works at half the backbone width of each scale.
+    The neck works at half the backbone width of each scale. With ``stem_stride=2`` (not in the
+    paper; the nano model, see :func:`yolov3_nano`) the stem itself downsamples, so the first
+    stage keeps the resolution and the outputs keep strides 8, 16 and 32.
     """
 
     num_classes: int = 80  # K
     num_anchors: int = 3  # A, per scale
     stem_channels: int = 32
+    stem_stride: int = 1  # Darknet-53: 1; a stride-2 stem replaces the first stage's downsampling
     channels: tuple[int, ...] = (64, 128, 256, 512, 1024)
     depths: tuple[int, ...] = (1, 2, 8, 8, 4)
 
@@ -50,12 +53,12 @@ class DarknetStage(nn.Module):
     """A stride-2 3x3 conv followed by ``depth`` residual blocks (Darknet-53, Table 1).
 
     Shapes:
-        (B, C_in, H, W) -> (B, C_out, H/2, W/2)
+        (B, C_in, H, W) -> (B, C_out, H/s, W/s), s = ``stride`` (2 in Darknet-53)
     """
 
-    def __init__(self, in_channels: int, out_channels: int, depth: int):
+    def __init__(self, in_channels: int, out_channels: int, depth: int, stride: int = 2):
         super().__init__()
-        self.downsample = ConvBNAct(in_channels, out_channels, 3, stride=2)
+        self.downsample = ConvBNAct(in_channels, out_channels, 3, stride=stride)
         self.blocks = nn.Sequential(
             *[DarknetResidual(out_channels, out_channels // 2) for _ in range(depth)]
         )
@@ -72,11 +75,12 @@ class Darknet53(nn.Module):
         (B, 3, H, W) -> c3 (B, 256, H/8, W/8), c4 (B, 512, H/16, W/16), c5 (B, 1024, H/32, W/32)
     """
 
-    def __init__(self, stem_channels: int, channels: tuple[int, ...], depths: tuple[int, ...]):
+    def __init__(self, stem_channels: int, channels: tuple[int, ...], depths: tuple[int, ...],
+                 stem_stride: int = 1):
         super().__init__()
         c, d = channels, depths
-        self.stem = ConvBNAct(3, stem_channels, 3)
-        self.stage1 = DarknetStage(stem_channels, c[0], d[0])
+        self.stem = ConvBNAct(3, stem_channels, 3, stride=stem_stride)
+        self.stage1 = DarknetStage(stem_channels, c[0], d[0], stride=3 - stem_stride)
         self.stage2 = DarknetStage(c[0], c[1], d[1])
         self.stage3 = DarknetStage(c[1], c[2], d[2])
         self.stage4 = DarknetStage(c[2], c[3], d[3])
@@ -190,7 +194,7 @@ class YOLOv3(nn.Module):
         super().__init__()
         self.cfg = cfg
         c3, c4, c5 = cfg.channels[-3:]
-        self.backbone = Darknet53(cfg.stem_channels, cfg.channels, cfg.depths)
+        self.backbone = Darknet53(cfg.stem_channels, cfg.channels, cfg.depths, cfg.stem_stride)
         self.neck = YOLOv3Neck((c3, c4, c5))
         self.head = YOLOHead((c3 // 2, c4 // 2, c5 // 2), cfg.num_anchors, cfg.num_classes)
 
@@ -286,4 +290,5 @@ def yolov3_nano(num_classes: int = 80) -> YOLOv3:
         channels=(12, 24, 48, 96, 192),
         depths=(1, 1, 2, 2, 1),
     )
+
     return YOLOv3(cfg)

@@ -1,0 +1,62 @@
+"""Train the nano models that the notebooks load, and write their small weight files.
+
+The notebooks train every model live for a short while; to show what a longer run reaches they
+also load the weights written here (``weights/<model>-<assign>.pt``, float16 EMA weights with the
+run's settings and history, a few MB each). Runs are fixed in epochs, not seconds, so the files
+are reproducible for a given seed and thread count::
+
+    python scripts/train_checkpoints.py                         # every run below (~25 min)
+    python scripts/train_checkpoints.py --runs yolov3-nano:neighbours --epochs 20
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+from yolo_teach.experiment import export_weights, make_experiment
+from yolo_teach.utils import setup
+
+ROOT = Path(__file__).resolve().parents[1]
+RUNS = {  # "model:assign" -> epochs of the 2,000 default shapes images
+    "yolov1-nano:single": 30,
+    "yolov2-nano:neighbours": 20,
+    "yolov3-nano:single": 20,
+    "yolov3-nano:neighbours": 20,
+}
+
+
+def train_one(run: str, epochs: int, out: Path, seed: int = 0, threads: int = 2) -> Path:
+    """Train ``run`` (``"model:assign"``) for ``epochs`` and export its weights into ``out``."""
+    model, assign = run.split(":")
+    setup(seed, threads)
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        exp = make_experiment(model, "shapes", assign=assign, seed=seed, epochs=epochs,
+                              out_dir=tmp, val_every=max(epochs // 5, 1))
+        history = exp.trainer.fit()
+        path = export_weights(Path(tmp) / "best.pt", out / f"{model}-{assign}.pt",
+                              made_by="scripts/train_checkpoints.py", epochs=epochs,
+                              seed=seed, threads=threads)
+    best = max((row.get("map_50", 0.0) for row in history), default=0.0)
+    print(f"{run}: {epochs} epochs in {time.perf_counter() - started:.0f} s, best mAP50 "
+          f"{best:.3f} -> {path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}")
+    return path
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--runs", nargs="+", default=list(RUNS), help="model:assign pairs")
+    parser.add_argument("--epochs", type=int, default=None, help="override every run's epochs")
+    parser.add_argument("--out", type=Path, default=ROOT / "weights")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args(argv)
+    for run in args.runs:
+        train_one(run, args.epochs or RUNS.get(run, 20), args.out, args.seed, args.threads)
+
+
+if __name__ == "__main__":
+    main()
