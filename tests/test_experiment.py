@@ -1,0 +1,28 @@
+import torch
+
+from yolo_teach.checkpoint import load_checkpoint
+from yolo_teach.experiment import export_weights, load_detector, make_experiment
+
+
+def test_export_weights_is_small_and_loads_like_the_checkpoint(tmp_path):
+    torch.manual_seed(0)
+    exp = make_experiment("yolov3-nano", "shapes", img_size=64, n_train=8, n_val=4, epochs=1,
+                          batch_size=4, out_dir=tmp_path / "run", progress=False)
+    exp.trainer.fit()
+    best = tmp_path / "run" / "best.pt"
+    path = export_weights(best, tmp_path / "w.pt", made_by="test")
+    assert path.stat().st_size < best.stat().st_size / 4  # no optimizer state, float16
+    saved = load_checkpoint(path)
+    assert saved["meta"]["made_by"] == "test" and saved["meta"]["model"] == "yolov3-nano"
+    assert all(v.dtype == torch.float16 for v in saved["model"].values()
+               if v.is_floating_point())
+    assert saved["history"] == load_checkpoint(best)["history"]
+
+    small, meta = load_detector(path)
+    full, _ = load_detector(best)
+    assert meta["class_names"] == exp.class_names
+    images = torch.rand(2, 3, 64, 64)
+    with torch.no_grad():
+        for a, b in zip(small.model(images), full.model(images)):
+            assert a.dtype == torch.float32
+            torch.testing.assert_close(a, b, atol=0.05, rtol=0.01)  # float16 rounding only
