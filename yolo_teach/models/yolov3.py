@@ -47,6 +47,7 @@ class YOLOv3Config:
     stem_stride: int = 1  # Darknet-53: 1; a stride-2 stem replaces the first stage's downsampling
     channels: tuple[int, ...] = (64, 128, 256, 512, 1024)
     depths: tuple[int, ...] = (1, 2, 8, 8, 4)
+    neck_depth: int = 5  # convs per ConvSet in the neck (yolov3.cfg: 5)
 
 
 class DarknetStage(nn.Module):
@@ -99,20 +100,22 @@ class Darknet53(nn.Module):
 class ConvSet(nn.Module):
     """Five alternating 1x1 and 3x3 convs, the block in front of each YOLOv3 output.
 
+    ``depth`` keeps the first 1, 3 or 5 of them (5 in yolov3.cfg; the nano model uses fewer,
+    see :func:`yolov3_nano`); the set always starts and ends with a 1x1 conv.
+
     Shapes:
         (B, C_in, H, W) -> (B, hidden_channels, H, W)
     """
 
-    def __init__(self, in_channels: int, hidden_channels: int):
+    def __init__(self, in_channels: int, hidden_channels: int, depth: int = 5):
         super().__init__()
+        if depth not in (1, 3, 5):
+            raise ValueError(f"a ConvSet has 1, 3 or 5 convs, got {depth}")
         h = hidden_channels
-        self.layers = nn.Sequential(
-            ConvBNAct(in_channels, h, 1),
-            ConvBNAct(h, 2 * h, 3),
-            ConvBNAct(2 * h, h, 1),
-            ConvBNAct(h, 2 * h, 3),
-            ConvBNAct(2 * h, h, 1),
-        )
+        layers = [ConvBNAct(in_channels, h, 1)]
+        for _ in range(depth // 2):
+            layers += [ConvBNAct(h, 2 * h, 3), ConvBNAct(2 * h, h, 1)]
+        self.layers = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.layers(x)  # (B, hidden_channels, H, W)
@@ -126,14 +129,14 @@ class YOLOv3Neck(nn.Module):
         c3, c4, c5 -> p3 (B, 128, H/8, W/8), p4 (B, 256, H/16, W/16), p5 (B, 512, H/32, W/32)
     """
 
-    def __init__(self, channels: tuple[int, int, int]):
+    def __init__(self, channels: tuple[int, int, int], depth: int = 5):
         super().__init__()
         c3, c4, c5 = channels  # backbone widths at strides 8, 16, 32
-        self.set5 = ConvSet(c5, c5 // 2)
+        self.set5 = ConvSet(c5, c5 // 2, depth)
         self.lateral5 = ConvBNAct(c5 // 2, c4 // 2, 1)
-        self.set4 = ConvSet(c4 // 2 + c4, c4 // 2)
+        self.set4 = ConvSet(c4 // 2 + c4, c4 // 2, depth)
         self.lateral4 = ConvBNAct(c4 // 2, c3 // 2, 1)
-        self.set3 = ConvSet(c3 // 2 + c3, c3 // 2)
+        self.set3 = ConvSet(c3 // 2 + c3, c3 // 2, depth)
         self.upsample = nn.Upsample(scale_factor=2, mode="nearest")
 
     def forward(self, c3: torch.Tensor, c4: torch.Tensor, c5: torch.Tensor) -> list[torch.Tensor]:
@@ -195,7 +198,7 @@ class YOLOv3(nn.Module):
         self.cfg = cfg
         c3, c4, c5 = cfg.channels[-3:]
         self.backbone = Darknet53(cfg.stem_channels, cfg.channels, cfg.depths, cfg.stem_stride)
-        self.neck = YOLOv3Neck((c3, c4, c5))
+        self.neck = YOLOv3Neck((c3, c4, c5), cfg.neck_depth)
         self.head = YOLOHead((c3 // 2, c4 // 2, c5 // 2), cfg.num_anchors, cfg.num_classes)
 
     def forward(self, images: torch.Tensor) -> list[torch.Tensor]:
@@ -279,16 +282,24 @@ def yolov3_tiny(num_classes: int = 80) -> YOLOv3Tiny:
 
 
 def yolov3_nano(num_classes: int = 80) -> YOLOv3:
-    """A YOLOv3 for a laptop CPU at 128-256 px (1.4 M params with 80 classes).
+    """A YOLOv3 for a laptop CPU at 128-256 px (1.4 M params with 7 classes, 1.5 M with 80).
 
-    Darknet-53 at 3/16 of its width (channels still double at every stride) with 7 residual
-    blocks instead of 23; the same three scales (strides 8, 16, 32) and data flow as ``yolov3()``.
+    The same three scales (strides 8, 16, 32), residual stages and top-down neck as
+    ``yolov3()``, sized for a few minutes of CPU training. Three choices, each measured on the
+    shapes data with 2 cores (``benchmarks/README.md``):
+
+    * Darknet-53 at 1/4 of its width, with 7 residual blocks instead of 23;
+    * a stride-2 stem (Darknet-53's stem keeps the full resolution, the costliest layers of a
+      small network); the first stage then keeps the resolution, so the strides are unchanged;
+    * one 1x1 conv per neck block instead of five, like the neck of ``yolov3_tiny()``: the thin,
+      deep sets slowed learning the class of each cell several times over.
     """
     cfg = YOLOv3Config(
         num_classes=num_classes,
-        stem_channels=12,
-        channels=(12, 24, 48, 96, 192),
+        stem_channels=16,
+        stem_stride=2,
+        channels=(16, 32, 64, 128, 256),
         depths=(1, 1, 2, 2, 1),
+        neck_depth=1,
     )
-
     return YOLOv3(cfg)
