@@ -16,7 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from yolo_teach.experiment import export_weights, make_experiment
+from yolo_teach.experiment import AUGMENT_PRESETS, export_weights, make_experiment
 from yolo_teach.utils import setup
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -28,18 +28,20 @@ RUNS = {  # "model:assign" -> epochs of the 2,000 default shapes images
 }
 
 
-def train_one(run: str, epochs: int, out: Path, seed: int = 0, threads: int = 2) -> Path:
+def train_one(run: str, epochs: int, out: Path, seed: int = 0, threads: int = 2,
+              augment: str = "light") -> Path:
     """Train ``run`` (``"model:assign"``) for ``epochs`` and export its weights into ``out``."""
     model, assign = run.split(":")
     setup(seed, threads)
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         exp = make_experiment(model, "shapes", assign=assign, seed=seed, epochs=epochs,
-                              out_dir=tmp, val_every=max(epochs // 5, 1))
+                              out_dir=tmp, val_every=max(epochs // 5, 1), augment=augment,
+                              batch_size=8)
         history = exp.trainer.fit()
         path = export_weights(Path(tmp) / "best.pt", out / f"{model}-{assign}.pt",
                               made_by="scripts/train_checkpoints.py", epochs=epochs,
-                              seed=seed, threads=threads)
+                              seed=seed, threads=threads, augment=augment)
     best = max((row.get("map_50", 0.0) for row in history), default=0.0)
     print(f"{run}: {epochs} epochs in {time.perf_counter() - started:.0f} s, best mAP50 "
           f"{best:.3f} -> {path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}")
@@ -53,9 +55,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "weights")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--augment", default="light", choices=AUGMENT_PRESETS)
     args = parser.parse_args(argv)
     for run in args.runs:
-        train_one(run, args.epochs or RUNS.get(run, 20), args.out, args.seed, args.threads)
+        train_one(run, args.epochs or RUNS.get(run, 20), args.out, args.seed, args.threads,
+                  args.augment)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,15 @@
+import pytest
 import torch
 
 from yolo_teach.checkpoint import load_checkpoint
-from yolo_teach.experiment import export_weights, load_detector, make_experiment
+from yolo_teach.data.augment import Augment
+from yolo_teach.experiment import (
+    AUGMENT_PRESETS,
+    augmentation,
+    export_weights,
+    load_detector,
+    make_experiment,
+)
 
 
 def test_export_weights_is_small_and_loads_like_the_checkpoint(tmp_path):
@@ -26,3 +34,14 @@ def test_export_weights_is_small_and_loads_like_the_checkpoint(tmp_path):
         for a, b in zip(small.model(images), full.model(images)):
             assert a.dtype == torch.float32
             torch.testing.assert_close(a, b, atol=0.05, rtol=0.01)  # float16 rounding only
+
+
+def test_augmentation_presets():
+    assert augmentation("full") is True and augmentation("none") is False
+    light = augmentation("light")
+    assert light.mosaic == 0 and light.scale == 0 and light.translate == 0 and light.fliplr > 0
+    custom = Augment(mosaic=0.5)
+    assert augmentation(custom) is custom and augmentation(False) is False
+    assert set(AUGMENT_PRESETS) == {"full", "light", "none"}
+    with pytest.raises(ValueError, match="augment must be one of"):
+        augmentation("heavy")

@@ -25,7 +25,7 @@ from yolo_teach.data.loader import DetectionDataset
 from yolo_teach.data.sources import load_dataset
 from yolo_teach.decode import predict
 from yolo_teach.detectors import ASSIGNERS, DETECTORS
-from yolo_teach.experiment import load_detector, make_experiment
+from yolo_teach.experiment import AUGMENT_PRESETS, load_detector, make_experiment
 from yolo_teach.metrics import detection_report, mean_average_precision
 from yolo_teach.train import predict_dataset
 from yolo_teach.utils import setup
@@ -52,6 +52,8 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--n-train", type=int, default=2000, help="generated training images")
     train.add_argument("--n-val", type=int, default=200, help="generated validation images")
     train.add_argument("--anchors", default="kmeans", choices=("kmeans", "official"))
+    train.add_argument("--augment", default="full", choices=AUGMENT_PRESETS,
+                       help="full: Mosaic, affine, HSV, flips; light: HSV and flips; none")
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--threads", type=int, default=2)
     train.add_argument("--out", default="runs/train")
@@ -85,7 +87,7 @@ def train(args) -> dict:
         args.model, args.data, assign=args.assign, img_size=args.imgsz, n_train=args.n_train,
         n_val=args.n_val, anchors=args.anchors, seed=args.seed, out_dir=args.out,
         epochs=args.epochs, batch_size=args.batch, accumulate=args.accumulate,
-        optimizer=args.optimizer, lr=args.lr, time_limit=args.time_limit)
+        optimizer=args.optimizer, lr=args.lr, time_limit=args.time_limit, augment=args.augment)
     if args.resume:
         exp.trainer.resume()
     history = exp.trainer.fit()

@@ -28,6 +28,27 @@ from yolo_teach.train import TrainConfig, Trainer
 
 NUM_ANCHORS = {"yolov2": 5, "yolov2-tiny": 5, "yolov3": 9, "yolov3-tiny": 6}
 
+# Named training augmentations. "full" is YOLOv5's recipe (Mosaic, scale/translate, HSV, flips);
+# "light" keeps only the photometric jitter and flips. Measured on the shapes data with a nano
+# YOLOv3 (benchmarks/README.md), Mosaic and the affine jitter slow a run of a few epochs down
+# (the network cannot fit the harder images yet); they pay off in long runs.
+AUGMENT_PRESETS = ("full", "light", "none")
+
+
+def augmentation(preset: str | bool | Augment) -> Augment | bool:
+    """The training augmentation for ``preset``: a name of :data:`AUGMENT_PRESETS`, a bool
+    (``True`` = ``"full"``, ``False`` = ``"none"``) or an :class:`Augment`, returned as is."""
+    if isinstance(preset, (bool, Augment)):
+        return preset
+    if preset == "full":
+        return True
+    if preset == "light":
+        return Augment(mosaic=0.0, translate=0.0, scale=0.0)
+    if preset == "none":
+        return False
+    raise ValueError(f"augment must be one of {AUGMENT_PRESETS}, a bool or an Augment, "
+                     f"got {preset!r}")
+
 
 def letterboxed_wh(dataset: BoxDataset, img_size: int) -> np.ndarray:
     """``(N, 2)`` widths and heights of every box, in pixels of the ``img_size`` network input."""
@@ -63,7 +84,7 @@ class Experiment:
 def make_experiment(model: str = "yolov3-nano", data: str | Path = "shapes",
                     assign: str | None = None, img_size: int = 128, n_train: int | None = 2000,
                     n_val: int | None = 200, data_size: int | None = None,
-                    anchors: str = "kmeans", augment: bool | Augment = True, seed: int = 0,
+                    anchors: str = "kmeans", augment: str | bool | Augment = True, seed: int = 0,
                     out_dir: str | Path | None = None, cfg: TrainConfig | None = None,
                     loss_options: dict | None = None, **cfg_overrides) -> Experiment:
     """Build the detector, the datasets and the trainer of one run.
@@ -78,7 +99,8 @@ def make_experiment(model: str = "yolov3-nano", data: str | Path = "shapes",
         data_size: side of generated images (default: the generator's own).
         anchors: ``"kmeans"`` (on the training boxes) or ``"official"`` (rescaled).
         augment: the training augmentation, an :class:`~yolo_teach.data.augment.Augment` (``True``:
-            its defaults, Mosaic included; ``False``: letterbox only).
+            its defaults, Mosaic included; ``False``: letterbox only) or a preset name
+            (:func:`augmentation`).
         seed: seeds the data, the weights' initialisation and the trainer.
         out_dir: where checkpoints and history go.
         cfg, **cfg_overrides: a :class:`~yolo_teach.train.TrainConfig` and fields to replace.
@@ -104,7 +126,8 @@ def make_experiment(model: str = "yolov3-nano", data: str | Path = "shapes",
         criterion=detector.criterion,
         predict=lambda m, images: predict(m, images, detector.decoder,
                                           cfg.conf_threshold, cfg.iou_threshold),
-        train_data=DetectionDataset(train_set, img_size, augment=augment, cache=True, seed=seed),
+        train_data=DetectionDataset(train_set, img_size, augment=augmentation(augment), cache=True,
+                                      seed=seed),
         val_data=DetectionDataset(val_set, img_size, cache=True),
         cfg=cfg, out_dir=out_dir, meta=meta,
     )
