@@ -118,6 +118,9 @@ def test_history_and_best_checkpoint_are_written(tmp_path):
     state = checkpoint.load_checkpoint(tmp_path / "best.pt")
     assert state["best_fitness"] == max(row["map_50"] for row in history)
     assert state["meta"] == {"model": "toy", "class_names": ["thing"]}
+    # best.pt's history ends with the epoch whose weights it holds
+    assert state["history"][-1]["epoch"] == state["epoch"]
+    assert state["history"][-1]["map_50"] == state["best_fitness"]
 
 
 def test_time_limit_stops_training(tmp_path):

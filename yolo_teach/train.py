@@ -225,14 +225,17 @@ class Trainer:
                    "images_per_second": images_seen / max(time.perf_counter() - epoch_start, 1e-9),
                    **{f"train_{k}": v / max(batches, 1) for k, v in sums.items()}}
             last = self.epoch >= cfg.epochs or out_of_time or self.epoch == stop_after_epoch
+            improved = False
             if self.val_data is not None and (last or (cfg.val_every and
                                                        self.epoch % cfg.val_every == 0)):
                 metrics = self.evaluate()
                 row.update({k: metrics[k] for k in ("map", "map_50", "map_75")})
-                if metrics["map_50"] > self.best_fitness:  # seed 001: keep the best weights
+                improved = metrics["map_50"] > self.best_fitness
+                if improved:  # seed 001: keep the weights with the highest mAP
                     self.best_fitness = metrics["map_50"]
-                    self._save("best.pt")
-            self.history.append(row)
+            self.history.append(row)  # before saving, so that best.pt holds its own epoch
+            if improved:
+                self._save("best.pt")
             self._save("last.pt")
             self._write_history()
         return self.history
