@@ -16,7 +16,7 @@ import argparse
 import json
 import time
 
-from yolo_teach.experiment import AUGMENT_PRESETS, make_experiment
+from yolo_teach.experiment import SHORT_RUN, make_experiment
 from yolo_teach.models.summary import count_parameters
 from yolo_teach.utils import setup
 
@@ -28,17 +28,16 @@ RUNS = {  # model -> assignment rules worth comparing
 
 
 def run(model: str, assign: str, budget: float, seed: int = 0, threads: int = 2,
-        augment: str = "light", **options):
+        recipe: str = "short", **options):
     """Train one model for ``budget`` seconds and return its JSON-able summary."""
     setup(seed, threads)
     started = time.perf_counter()
+    options = {**(SHORT_RUN if recipe == "short" else {}), **options}
     exp = make_experiment(model, "shapes", assign=assign, seed=seed, epochs=10_000,
-                          time_limit=budget, val_every=0, progress=False, augment=augment,
-                          **options)
+                          time_limit=budget, val_every=0, progress=False, **options)
     last = exp.trainer.fit()[-1]
     return {
-        "model": model, "assign": assign, "augment": augment,
-        "batch_size": exp.trainer.cfg.batch_size, "lr": exp.trainer.cfg.lr,
+        "model": model, "assign": assign, "recipe": recipe,
         "params": count_parameters(exp.detector.model),
         "train_seconds": last["train_seconds"], "iterations": last["iteration"],
         "images_per_second": round(last["images_per_second"], 1),
@@ -55,10 +54,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--budgets", nargs="+", type=float, default=[60, 120, 300])
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--augment", default="light", choices=AUGMENT_PRESETS,
-                        help="training augmentation (light: HSV and flips; see README)")
-    parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--lr", type=float, default=0.002)
+    parser.add_argument("--recipe", default="short", choices=("short", "default"),
+                        help="short: yolo_teach.experiment.SHORT_RUN (light augmentation, batch "
+                             "8, lr 0.005, 4x class gain); default: make_experiment's defaults")
     args = parser.parse_args(argv)
     results = []
     for model in args.models:
@@ -66,8 +64,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
             if args.assign and assign not in args.assign:
                 continue
             for budget in args.budgets:
-                result = run(model, assign, budget, args.seed, args.threads, args.augment,
-                             batch_size=args.batch, lr=args.lr)
+                result = run(model, assign, budget, args.seed, args.threads, args.recipe)
                 print(json.dumps(result), flush=True)
                 results.append(result)
     return results

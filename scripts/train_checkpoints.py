@@ -2,8 +2,9 @@
 
 The notebooks train every model live for a short while; to show what a longer run reaches they
 also load the weights written here (``weights/<model>-<assign>.pt``, float16 EMA weights with the
-run's settings and history, a few MB each). Runs are fixed in epochs, not seconds, so the files
-are reproducible for a given seed and thread count::
+run's settings and history, a few MB each). Runs use the short-run recipe
+(``yolo_teach.experiment.SHORT_RUN``) and are fixed in epochs, not seconds, so the files are
+reproducible for a given seed and thread count::
 
     python scripts/train_checkpoints.py                         # every run below (~25 min)
     python scripts/train_checkpoints.py --runs yolov3-nano:neighbours --epochs 20
@@ -16,7 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from yolo_teach.experiment import AUGMENT_PRESETS, export_weights, make_experiment
+from yolo_teach.experiment import SHORT_RUN, export_weights, make_experiment
 from yolo_teach.utils import setup
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -28,20 +29,18 @@ RUNS = {  # "model:assign" -> epochs of the 2,000 default shapes images
 }
 
 
-def train_one(run: str, epochs: int, out: Path, seed: int = 0, threads: int = 2,
-              augment: str = "light") -> Path:
+def train_one(run: str, epochs: int, out: Path, seed: int = 0, threads: int = 2) -> Path:
     """Train ``run`` (``"model:assign"``) for ``epochs`` and export its weights into ``out``."""
     model, assign = run.split(":")
     setup(seed, threads)
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         exp = make_experiment(model, "shapes", assign=assign, seed=seed, epochs=epochs,
-                              out_dir=tmp, val_every=max(epochs // 5, 1), augment=augment,
-                              batch_size=8)
+                              out_dir=tmp, val_every=max(epochs // 5, 1), **SHORT_RUN)
         history = exp.trainer.fit()
         path = export_weights(Path(tmp) / "best.pt", out / f"{model}-{assign}.pt",
                               made_by="scripts/train_checkpoints.py", epochs=epochs,
-                              seed=seed, threads=threads, augment=augment)
+                              seed=seed, threads=threads, recipe="SHORT_RUN")
     best = max((row.get("map_50", 0.0) for row in history), default=0.0)
     print(f"{run}: {epochs} epochs in {time.perf_counter() - started:.0f} s, best mAP50 "
           f"{best:.3f} -> {path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}")
@@ -55,11 +54,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "weights")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--augment", default="light", choices=AUGMENT_PRESETS)
     args = parser.parse_args(argv)
     for run in args.runs:
-        train_one(run, args.epochs or RUNS.get(run, 20), args.out, args.seed, args.threads,
-                  args.augment)
+        train_one(run, args.epochs or RUNS.get(run, 20), args.out, args.seed, args.threads)
 
 
 if __name__ == "__main__":

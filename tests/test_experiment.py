@@ -45,3 +45,15 @@ def test_augmentation_presets():
     assert set(AUGMENT_PRESETS) == {"full", "light", "none"}
     with pytest.raises(ValueError, match="augment must be one of"):
         augmentation("heavy")
+
+
+def test_class_gain_scale_is_applied_and_saved(tmp_path):
+    base = make_experiment("yolov3-nano", "shapes", img_size=64, n_train=4, n_val=2, epochs=1,
+                           batch_size=2, progress=False)
+    scaled = make_experiment("yolov3-nano", "shapes", img_size=64, n_train=4, n_val=2, epochs=1,
+                             batch_size=2, progress=False, class_gain_scale=4.0,
+                             out_dir=tmp_path)
+    assert scaled.detector.criterion.cls_gain == pytest.approx(4 * base.detector.criterion.cls_gain)
+    scaled.trainer.fit()
+    detector, _ = load_detector(tmp_path / "last.pt")
+    assert detector.criterion.cls_gain == pytest.approx(scaled.detector.criterion.cls_gain)
