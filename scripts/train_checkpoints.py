@@ -6,7 +6,7 @@ run's settings and history, a few MB each). Runs use the short-run recipe
 (``yolo_teach.experiment.SHORT_RUN``) and are fixed in epochs, not seconds, so the files are
 reproducible for a given seed and thread count::
 
-    python scripts/train_checkpoints.py                         # every run below (~25 min)
+    python scripts/train_checkpoints.py                         # every run below (~15 min)
     python scripts/train_checkpoints.py --runs yolov3-nano:neighbours --epochs 20
 """
 
@@ -23,9 +23,9 @@ from yolo_teach.utils import setup
 ROOT = Path(__file__).resolve().parents[1]
 RUNS = {  # "model:assign" -> epochs of the 2,000 default shapes images
     "yolov1-nano:single": 30,
-    "yolov2-nano:neighbours": 20,
-    "yolov3-nano:single": 20,
-    "yolov3-nano:neighbours": 20,
+    "yolov2-nano:neighbours": 12,
+    "yolov3-nano:single": 12,
+    "yolov3-nano:neighbours": 12,
 }
 
 
