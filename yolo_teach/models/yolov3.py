@@ -80,8 +80,11 @@ class Darknet53(nn.Module):
                  stem_stride: int = 1):
         super().__init__()
         c, d = channels, depths
+        if stem_stride not in (1, 2):
+            raise ValueError(f"stem_stride must be 1 (Darknet-53) or 2, got {stem_stride}")
         self.stem = ConvBNAct(3, stem_channels, 3, stride=stem_stride)
-        self.stage1 = DarknetStage(stem_channels, c[0], d[0], stride=3 - stem_stride)
+        # the total stride stays 32: a stride-2 stem takes over the first stage's downsampling
+        self.stage1 = DarknetStage(stem_channels, c[0], d[0], stride=2 // stem_stride)
         self.stage2 = DarknetStage(c[0], c[1], d[1])
         self.stage3 = DarknetStage(c[1], c[2], d[2])
         self.stage4 = DarknetStage(c[2], c[3], d[3])
