@@ -3,11 +3,14 @@
 The notebooks train every model live for a short while; to show what a longer run reaches they
 also load the weights written here (``weights/<model>-<assign>.pt``, float16 EMA weights with the
 run's settings and history, a few MB each). Runs use the short-run recipe
-(``yolo_teach.experiment.SHORT_RUN``) and are fixed in epochs, not seconds, so the files are
+(``yolo_teach.experiment.short_run``) and are fixed in epochs, not seconds, so the files are
 reproducible for a given seed and thread count::
 
     python scripts/train_checkpoints.py                         # every run below (~15 min)
     python scripts/train_checkpoints.py --runs yolov3-nano:neighbours --epochs 20
+
+YOLOv1 trains on the easy shapes (``yolo_teach.data.EASY_SHAPES``): on the default scenes its
+fully connected head has learnt almost no classes after minutes (benchmarks/README.md).
 """
 
 from __future__ import annotations
@@ -17,16 +20,18 @@ import tempfile
 import time
 from pathlib import Path
 
-from yolo_teach.experiment import SHORT_RUN, export_weights, make_experiment
+from yolo_teach.data import EASY_SHAPES
+from yolo_teach.experiment import export_weights, make_experiment, short_run
 from yolo_teach.utils import setup
 
 ROOT = Path(__file__).resolve().parents[1]
-RUNS = {  # "model:assign" -> epochs of the 2,000 default shapes images
-    "yolov1-nano:single": 30,
+RUNS = {  # "model:assign" -> epochs of 2,000 shapes images
+    "yolov1-nano:single": 40,
     "yolov2-nano:neighbours": 12,
     "yolov3-nano:single": 12,
     "yolov3-nano:neighbours": 12,
 }
+DATA_OPTIONS = {"yolov1-nano:single": EASY_SHAPES}  # the others: the default scenes
 
 
 def train_one(run: str, epochs: int, out: Path, seed: int = 0, threads: int = 2) -> Path:
@@ -35,12 +40,15 @@ def train_one(run: str, epochs: int, out: Path, seed: int = 0, threads: int = 2)
     setup(seed, threads)
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
+        data_options = DATA_OPTIONS.get(run)
         exp = make_experiment(model, "shapes", assign=assign, seed=seed, epochs=epochs,
-                              out_dir=tmp, val_every=max(epochs // 5, 1), **SHORT_RUN)
+                              data_options=data_options, out_dir=tmp,
+                              val_every=max(epochs // 10, 1), **short_run(model))
         history = exp.trainer.fit()
         path = export_weights(Path(tmp) / "best.pt", out / f"{model}-{assign}.pt",
                               made_by="scripts/train_checkpoints.py", epochs=epochs,
-                              seed=seed, threads=threads, recipe="SHORT_RUN")
+                              seed=seed, threads=threads, recipe=short_run(model),
+                              data_options=data_options)
     best = max((row.get("map_50", 0.0) for row in history), default=0.0)
     print(f"{run}: {epochs} epochs in {time.perf_counter() - started:.0f} s, best mAP50 "
           f"{best:.3f} -> {path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}")

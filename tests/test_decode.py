@@ -14,7 +14,12 @@ from yolo_teach.decode import (
     postprocess,
     predict,
 )
-from yolo_teach.losses import NeighbourCellAssigner, SingleAnchorAssigner
+from yolo_teach.losses import (
+    NeighbourCellAssigner,
+    SingleAnchorAssigner,
+    YOLOv1Loss,
+    one_object_per_cell,
+)
 
 STRIDES = (8, 16, 32)
 ANCHORS = [torch.tensor([[10.0, 13], [16, 30], [33, 23]]),  # YOLOv3's, px at 416
@@ -138,3 +143,30 @@ def test_predict_restores_the_training_mode_and_clips():
     preds = predict(model, torch.rand(2, 3, 8, 8), decoder, conf_threshold=0.0)
     assert model.training and len(preds) == 2
     assert preds[0]["boxes"].min() >= 0 and preds[0]["boxes"].max() <= 8
+
+
+def test_decode_yolov1_gives_back_the_boxes_the_loss_calls_perfect():
+    # S = 4 at 128 px (32 px cells), 2 predictors, 3 classes. Encode the truths the way the loss
+    # reads them (offset in the cell, sqrt of the size relative to the image, confidence = IoU = 1
+    # on predictor 1, one-hot classes), check that the loss is 0, decode, get the boxes back.
+    targets = torch.tensor([[0, 1, 10, 20, 50, 40],     # centre (30, 30): row 0, col 0
+                            [0, 2, 70, 80, 120, 127],   # centre (95, 103.5): row 3, col 2
+                            [1, 0, 33, 1, 60, 90]],     # centre (46.5, 45.5): row 1, col 1
+                           dtype=torch.float32)
+    out = torch.zeros(2, 4, 4, 2 * 5 + 3)
+    b, row, col, truth = one_object_per_cell(targets, img_size=128, grid_size=4)
+    assert sorted(zip(b.tolist(), row.tolist(), col.tolist())) == [(0, 0, 0), (0, 3, 2), (1, 1, 1)]
+    out[b, row, col, 5:7] = truth[:, 1:3]  # x, y of predictor 1
+    out[b, row, col, 7:9] = truth[:, 3:5].sqrt()  # sqrt w, sqrt h
+    out[b, row, col, 9] = 1.0  # its confidence
+    out[b, row, col, 10 + truth[:, 0].long()] = 1.0  # Pr(class | object)
+    loss, terms = YOLOv1Loss(img_size=128, num_boxes=2)(out, targets)
+    assert loss.item() == pytest.approx(0.0, abs=1e-6), terms
+    preds = postprocess(decode_yolov1(out, img_size=128, num_boxes=2), conf_threshold=0.5)
+    for image, pred in enumerate(preds):
+        truth = targets[targets[:, 0] == image]
+        order = torch.argsort(pred["boxes"][:, 0])
+        assert torch.allclose(pred["boxes"][order], truth[torch.argsort(truth[:, 2]), 2:],
+                              atol=1e-4)
+        assert pred["labels"][order].tolist() == truth[torch.argsort(truth[:, 2]), 1].tolist()
+        assert torch.allclose(pred["scores"], torch.ones(len(truth)))

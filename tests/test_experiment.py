@@ -9,6 +9,7 @@ from yolo_teach.experiment import (
     export_weights,
     load_detector,
     make_experiment,
+    short_run,
 )
 
 
@@ -57,3 +58,12 @@ def test_class_gain_scale_is_applied_and_saved(tmp_path):
     scaled.trainer.fit()
     detector, _ = load_detector(tmp_path / "last.pt")
     assert detector.criterion.cls_gain == pytest.approx(scaled.detector.criterion.cls_gain)
+
+
+def test_class_gain_scale_scales_yolov1s_class_weight_and_short_run_per_model():
+    exp = make_experiment("yolov1-nano", "shapes", n_train=2, n_val=2, epochs=1, batch_size=2,
+                          progress=False, class_gain_scale=2.0)
+    assert exp.detector.criterion.lambda_class == 2.0
+    assert exp.trainer.meta["loss_options"] == {"lambda_class": 2.0}
+    assert short_run("yolov3-nano")["lr"] == 0.005 and short_run("yolov1-nano")["lr"] == 0.0005
+    assert short_run("yolov1-nano")["class_gain_scale"] == 1.0

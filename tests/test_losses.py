@@ -172,6 +172,9 @@ def test_yolov1_loss_by_hand():
     assert math.isclose(loss.item(), sum(expected.values()), rel_tol=1e-5)  # 0.392778
     _, ones = YOLOv1Loss(img_size=64, conf_target="one")(out, targets)
     assert math.isclose(ones["obj"].item(), (0.8 - 1) ** 2, rel_tol=1e-5)
+    _, weighted = YOLOv1Loss(img_size=64, lambda_class=3.0)(out, targets)
+    assert math.isclose(weighted["cls"].item(), 3 * expected["cls"], rel_tol=1e-5)
+    assert all(weighted[k] == terms[k] for k in ("box", "obj", "noobj"))
 
 
 def test_yolov1_loss_normalises_by_batch_and_handles_empty_targets():

@@ -89,6 +89,18 @@ def test_nano_output_shapes_and_sizes():
         assert count_parameters(factory()) <= 2e6 and count_flops(factory(), 128) <= 0.5e9
 
 
+def test_yolov1_last_conv_map_is_the_grid():
+    # paper: 448 / 32 = 14, then the stride-2 detection conv: 7 x 7 = S
+    paper = meta_model(yolov1)
+    assert paper.cfg.feature_size == paper.cfg.grid_size == 7
+    assert [c.conv.stride for c in paper.head.convs] == [(1, 1), (2, 2), (1, 1), (1, 1)]
+    assert paper.head.fc1.in_features == 1024 * 7 * 7
+    # nano: no detection convs, 128 / 32 = 4 x 4 = S; 128 channels x 16 cells into the FC layer
+    nano = yolov1_nano(num_classes=7)
+    assert nano.cfg.feature_size == nano.cfg.grid_size == 4 and len(nano.head.convs) == 0
+    assert nano.head.fc1.in_features == 128 * 4 * 4 and nano.head.dropout.p == 0.0
+
+
 def test_num_classes_changes_only_the_prediction_layers():
     # YOLOv3's three 1x1 prediction convs see 256, 512 and 1024 channels; with K=3 each has
     # 3 * (5 + 3) = 24 outputs instead of 255, each with one weight per channel and a bias:
@@ -170,3 +182,11 @@ def test_conv_bn_act_and_leaky():
     assert conv.conv.bias is None and conv(torch.rand(1, 3, 10, 10)).shape == (1, 8, 5, 5)
     plain = ConvBNAct(3, 8, 1, act_layer=None, norm_layer=None)  # YOLOv1-style, linear
     assert plain.conv.bias is not None and count_parameters(plain) == 3 * 8 + 8
+
+
+def test_yolov1_detector_checks_the_img_size_against_its_stride():
+    from yolo_teach.detectors import build_detector
+
+    assert build_detector("yolov1-nano", 7, 160).img_size == 160  # nano: stride 32
+    with pytest.raises(ValueError, match="divisible by 32"):
+        build_detector("yolov1-nano", 7, 150)

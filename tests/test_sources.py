@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from yolo_teach.data import make_shapes, write_yolo
+from yolo_teach.data import EASY_SHAPES, make_shapes, write_yolo
 from yolo_teach.data.sources import load_dataset
 
 
@@ -26,3 +26,12 @@ def test_unknown_data_is_a_clear_error():
         load_dataset("coco128")
     with pytest.raises(ValueError, match="split"):
         load_dataset("shapes", "test")
+
+
+def test_generator_options_reach_the_generator():
+    easy = load_dataset("shapes", "train", n=6, size=64, seed=0, options=EASY_SHAPES)
+    assert all(1 <= len(b) <= EASY_SHAPES["max_objects"] for b in easy.boxes)
+    sides = np.concatenate([b[:, 2:] - b[:, :2] for b in easy.boxes]).max(1)  # (N,) longer side
+    assert sides.min() >= 0.2 * 64 * 0.5  # no small shapes (rotation and outline aside)
+    with pytest.raises(ValueError, match="need a built-in dataset"):
+        load_dataset(".", options={"max_objects": 3})

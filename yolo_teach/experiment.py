@@ -43,6 +43,16 @@ AUGMENT_PRESETS = ("full", "light", "none")
 # 0.999 average still remembers the high-lr phase). Pass it as ``make_experiment(..., **SHORT_RUN)``.
 SHORT_RUN = {"augment": "light", "batch_size": 8, "lr": 0.005, "class_gain_scale": 4.0,
              "ema_decay": 0.995}
+# Where a model needs something else. YOLOv1's sum-squared error through two FC layers wants a
+# smaller step and no extra class weight: 60 s on the easy shapes (yolo_teach.data.EASY_SHAPES)
+# gave mAP50 0.16 at lr 0.0005, 0.02 at 0.002, and 0.08 with 4x the class weight
+# (benchmarks/README.md).
+SHORT_RUN_BY_MODEL = {"yolov1-nano": {"lr": 0.0005, "class_gain_scale": 1.0}}
+
+
+def short_run(model: str) -> dict:
+    """The short-run recipe for ``model``: :data:`SHORT_RUN` with its own overrides."""
+    return {**SHORT_RUN, **SHORT_RUN_BY_MODEL.get(model, {})}
 
 
 def augmentation(preset: str | bool | Augment) -> Augment | bool:
@@ -94,7 +104,8 @@ class Experiment:
 def make_experiment(model: str = "yolov3-nano", data: str | Path = "shapes",
                     assign: str | None = None, img_size: int = 128, n_train: int | None = 2000,
                     n_val: int | None = 200, data_size: int | None = None,
-                    anchors: str = "kmeans", augment: str | bool | Augment = True, seed: int = 0,
+                    data_options: dict | None = None, anchors: str = "kmeans",
+                    augment: str | bool | Augment = True, seed: int = 0,
                     out_dir: str | Path | None = None, cfg: TrainConfig | None = None,
                     loss_options: dict | None = None, class_gain_scale: float = 1.0,
                     **cfg_overrides) -> Experiment:
@@ -108,6 +119,7 @@ def make_experiment(model: str = "yolov3-nano", data: str | Path = "shapes",
         img_size: side of the square network input.
         n_train, n_val: generated images (or the first images of a folder); ``None``: all.
         data_size: side of generated images (default: the generator's own).
+        data_options: keyword arguments of the generator (e.g. ``{"max_objects": 3}``).
         anchors: ``"kmeans"`` (on the training boxes) or ``"official"`` (rescaled).
         augment: the training augmentation, an :class:`~yolo_teach.data.augment.Augment` (``True``:
             its defaults, Mosaic included; ``False``: letterbox only) or a preset name
@@ -116,21 +128,24 @@ def make_experiment(model: str = "yolov3-nano", data: str | Path = "shapes",
         out_dir: where checkpoints and history go.
         cfg, **cfg_overrides: a :class:`~yolo_teach.train.TrainConfig` and fields to replace.
         loss_options: arguments of the loss to override (e.g. ``{"cls_gain": 0.5}``).
-        class_gain_scale: multiplies the loss's class gain (after ``loss_options``); it is
-            saved in the run's ``meta`` so that :func:`load_detector` rebuilds the same loss.
+        class_gain_scale: multiplies the loss's class gain (``cls_gain``, YOLOv1's
+            ``lambda_class``) after ``loss_options``; it is saved in the run's ``meta`` so that
+            :func:`load_detector` rebuilds the same loss.
     """
     cfg = replace(cfg or TrainConfig(), seed=seed, **cfg_overrides)
-    train_set = load_dataset(data, "train", n=n_train, size=data_size, seed=seed)
-    val_set = load_dataset(data, "val", n=n_val, size=data_size, seed=seed)
+    train_set = load_dataset(data, "train", n=n_train, size=data_size, seed=seed,
+                             options=data_options)
+    val_set = load_dataset(data, "val", n=n_val, size=data_size, seed=seed, options=data_options)
     chosen = dataset_anchors(model, train_set, img_size, seed) if anchors == "kmeans" else None
     torch.manual_seed(seed)
     loss_options = dict(loss_options or {})
     assign_kw = {"assign": assign} if assign is not None else {}
     detector = build_detector(model, train_set.num_classes, img_size, anchors=chosen,
                               **assign_kw, **loss_options)
-    if class_gain_scale != 1.0 and hasattr(detector.criterion, "cls_gain"):
-        loss_options["cls_gain"] = detector.criterion.cls_gain * class_gain_scale
-        detector.criterion.cls_gain = loss_options["cls_gain"]
+    if class_gain_scale != 1.0:
+        name = "cls_gain" if hasattr(detector.criterion, "cls_gain") else "lambda_class"
+        loss_options[name] = getattr(detector.criterion, name) * class_gain_scale
+        setattr(detector.criterion, name, loss_options[name])
     if hasattr(detector.model, "init_bias"):
         detector.model.init_bias()
     meta = {"model": model, "assign": assign or "single", "img_size": img_size,

@@ -15,7 +15,7 @@ from yolo_teach.data.formats import (
     write_voc,
     write_yolo,
 )
-from yolo_teach.data.shapes import SHAPE_CLASSES, make_shapes, render_shapes_scene
+from yolo_teach.data.shapes import EASY_SHAPES, SHAPE_CLASSES, make_shapes, render_shapes_scene
 
 __all__ = [
     "BoxDataset",
@@ -24,6 +24,7 @@ __all__ = [
     "LESION_CLASSES",
     "LabelError",
     "LabelWarning",
+    "EASY_SHAPES",
     "SHAPE_CLASSES",
     "WINDOWS",
     "build_dataset",

@@ -31,6 +31,11 @@ from yolo_teach.data.core import BoxDataset, build_dataset
 
 SHAPE_CLASSES = ("circle", "square", "triangle", "star", "ring", "cross", "hexagon")
 DISTRACTORS = ("ellipse", "rectangle", "arc", "line")
+# Options of make_shapes for an easy variant: 1-3 large shapes on smooth gradients, no
+# distractors. For models that learn slowly from scratch (YOLOv1's fully connected head); the
+# default scenes (1-10 shapes of 6-60 % of the side, distractors, photos) are the benchmark's.
+EASY_SHAPES = {"max_objects": 3, "size_range": (0.2, 0.5), "max_distractors": 0,
+               "background_kinds": ("gradient",)}
 
 _SHIFT = 2  # fixed-point bits for sub-pixel vertices in cv2.fillPoly / cv2.circle
 _ONE = 1 << _SHIFT

@@ -21,7 +21,8 @@ VAL_SEED_OFFSET = 1_000
 
 
 def load_dataset(data: str | Path, split: str = "train", n: int | None = None,
-                 size: int | None = None, seed: int = 0) -> BoxDataset:
+                 size: int | None = None, seed: int = 0,
+                 options: dict | None = None) -> BoxDataset:
     """A built-in dataset (``"shapes"``, ``"face_masks"``, ``"ct_lesions"``) or a ``data.yaml``.
 
     Args:
@@ -31,6 +32,8 @@ def load_dataset(data: str | Path, split: str = "train", n: int | None = None,
             keep the first ``n`` images.
         size: generated image side (default: 128 for shapes, 256 for face masks, 512 for CT).
         seed: generator seed of the training split.
+        options: keyword arguments of a built-in generator, e.g. ``{"max_objects": 3}`` for
+            :func:`~yolo_teach.data.shapes.make_shapes` (an error for a path).
     """
     if split not in ("train", "val"):
         raise ValueError(f"split must be 'train' or 'val', got {split!r}")
@@ -38,7 +41,11 @@ def load_dataset(data: str | Path, split: str = "train", n: int | None = None,
         name = str(data)
         n = n if n is not None else (2000 if split == "train" else 200)
         size = size if size is not None else DEFAULT_SIZES[name]
-        return GENERATORS[name](n, size=size, seed=seed + (VAL_SEED_OFFSET if split == "val" else 0))
+        return GENERATORS[name](n, size=size, seed=seed + (VAL_SEED_OFFSET if split == "val" else 0),
+                                **(options or {}))
+    if options:
+        raise ValueError(f"generator options {sorted(options)} need a built-in dataset "
+                         f"{sorted(GENERATORS)}, not the path {str(data)!r}")
     path = Path(data)
     if not path.exists():
         raise FileNotFoundError(

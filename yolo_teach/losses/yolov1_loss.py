@@ -89,6 +89,8 @@ class YOLOv1Loss:
         img_size: side of the square network input in pixels.
         num_boxes: predictors per cell (B in the paper).
         lambda_coord, lambda_noobj: the paper's weights, 5 and 0.5.
+        lambda_class: weight of the class term; 1 in the paper (eq. 3 has none). A larger one
+            is our addition for short runs from scratch, like YOLOv3's class gain.
         conf_target: :math:`\\hat C` of the responsible predictor. ``"iou"`` (default, the
             paper: "we want the confidence score to equal the IOU between the predicted box and
             the ground truth", Darknet's ``rescore=1``), so that confidence times class
@@ -102,11 +104,12 @@ class YOLOv1Loss:
     """
 
     def __init__(self, img_size: int, num_boxes: int = 2, lambda_coord: float = 5.0,
-                 lambda_noobj: float = 0.5, conf_target: str = "iou"):
+                 lambda_noobj: float = 0.5, conf_target: str = "iou", lambda_class: float = 1.0):
         if conf_target not in CONF_TARGETS:
             raise ValueError(f"conf_target must be one of {CONF_TARGETS}, got {conf_target!r}")
         self.img_size, self.num_boxes = img_size, num_boxes
         self.lambda_coord, self.lambda_noobj = lambda_coord, lambda_noobj
+        self.lambda_class = lambda_class
         self.conf_target = conf_target
 
     def __call__(self, out: Tensor, targets: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
@@ -138,7 +141,7 @@ class YOLOv1Loss:
             "box": self.lambda_coord * (xy + wh).sum() / batch,
             "obj": obj.sum() / batch,
             "noobj": self.lambda_noobj * noobj / batch,
-            "cls": cls / batch,
+            "cls": self.lambda_class * cls / batch,
         }
         loss = terms["box"] + terms["obj"] + terms["noobj"] + terms["cls"]
         return loss, {k: v.detach() for k, v in terms.items()}
