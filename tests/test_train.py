@@ -145,3 +145,10 @@ def test_interrupted_checkpoint_write_keeps_the_previous_one(tmp_path, monkeypat
     after = checkpoint.load_checkpoint(tmp_path / "last.pt")
     assert after["epoch"] == before["epoch"] == 1
     assert not list(tmp_path.glob(".*.tmp"))  # no temporary file left behind
+
+
+def test_atomic_save_gives_the_permissions_of_a_plain_write(tmp_path):
+    plain = tmp_path / "plain.bin"
+    plain.write_bytes(b"")
+    saved = checkpoint.atomic_save({"x": torch.zeros(1)}, tmp_path / "saved.pt")
+    assert saved.stat().st_mode & 0o777 == plain.stat().st_mode & 0o777  # not mkstemp's 0600
