@@ -92,12 +92,13 @@ def test_nano_output_shapes_and_sizes():
 def test_yolov1_last_conv_map_is_the_grid():
     # paper: 448 / 32 = 14, then the stride-2 detection conv: 7 x 7 = S
     paper = meta_model(yolov1)
-    assert paper.cfg.feature_size == paper.cfg.grid_size == 7
+    assert paper.cfg.feature_size == paper.cfg.grid_size == 7 and paper.cfg.stride == 64
     assert [c.conv.stride for c in paper.head.convs] == [(1, 1), (2, 2), (1, 1), (1, 1)]
     assert paper.head.fc1.in_features == 1024 * 7 * 7
     # nano: no detection convs, 128 / 32 = 4 x 4 = S; 128 channels x 16 cells into the FC layer
     nano = yolov1_nano(num_classes=7)
     assert nano.cfg.feature_size == nano.cfg.grid_size == 4 and len(nano.head.convs) == 0
+    assert nano.cfg.stride == 32
     assert nano.head.fc1.in_features == 128 * 4 * 4 and nano.head.dropout.p == 0.0
 
 

@@ -35,7 +35,6 @@ passed to :func:`build_detector` overrides these defaults. YOLOv1 has no anchors
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from functools import partial
@@ -77,7 +76,6 @@ from yolo_teach.models import (
     yolov3_nano,
     yolov3_tiny,
 )
-from yolo_teach.models.yolov1 import BACKBONE_STRIDE as YOLOV1_BACKBONE_STRIDE
 
 # yolov2-tiny-voc.cfg [region] anchors, (w, h) in cells of stride 32 (yolov2-voc.cfg has its own,
 # YOLOV2_VOC_ANCHORS).
@@ -220,9 +218,9 @@ def _yolov1_detector(name: str, make_model: Callable, num_classes: int, img_size
     if assign != "single" or anchors is not None:
         raise ValueError("YOLOv1 has no anchors: leave assign and anchors at their defaults")
     model = make_model(num_classes, img_size)
-    stride = YOLOV1_BACKBONE_STRIDE * math.prod(model.cfg.head_strides)  # paper 64, nano 32
-    if img_size % stride:
-        raise ValueError(f"{name} needs an img_size divisible by {stride}, got {img_size}")
+    if img_size % model.cfg.stride:  # 64 for the paper net, 32 for the nano
+        raise ValueError(f"{name} needs an img_size divisible by {model.cfg.stride}, "
+                         f"got {img_size}")
     num_boxes = model.cfg.num_boxes
     criterion = YOLOv1Loss(img_size, num_boxes, **loss_options)
     decoder = partial(decode_yolov1, img_size=img_size, num_boxes=num_boxes)

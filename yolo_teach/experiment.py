@@ -40,7 +40,8 @@ AUGMENT_PRESETS = ("full", "light", "none")
 # 0.005 and 4x YOLOv5's class gain took mAP50 from 0.29 (batch 8, lr 0.002, YOLOv5's gains) to
 # 0.53; each change alone gave 0.37-0.40. An EMA decay of 0.995 instead of 0.999 follows the
 # weights closely enough for a run of ~2,500 steps (0.621 vs 0.597 after 2,500 steps; the
-# 0.999 average still remembers the high-lr phase). Pass it as ``make_experiment(..., **SHORT_RUN)``.
+# 0.999 average still remembers the high-lr phase). Use it through :func:`short_run`:
+# ``make_experiment(model, ..., **short_run(model))``.
 SHORT_RUN = {"augment": "light", "batch_size": 8, "lr": 0.005, "class_gain_scale": 4.0,
              "ema_decay": 0.995}
 # Where a model needs something else. YOLOv1's sum-squared error through two FC layers wants a

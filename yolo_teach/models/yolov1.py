@@ -59,9 +59,15 @@ class YOLOv1Config:
     norm_layer: type[nn.Module] | None = None  # paper: no batch norm, biased convolutions
 
     @property
+    def stride(self) -> int:
+        """Input pixels per cell of the last conv map: 64 for the paper net, 32 without the
+        stride-2 detection conv."""
+        return BACKBONE_STRIDE * math.prod(self.head_strides)
+
+    @property
     def feature_size(self) -> int:
         """Side of the last conv map, the input of the FC layers (7 for the paper net)."""
-        return self.img_size // (BACKBONE_STRIDE * math.prod(self.head_strides))
+        return self.img_size // self.stride
 
     @property
     def cell_channels(self) -> int:
