@@ -46,6 +46,8 @@ class ConvBNAct(nn.Module):
         stride: convolution stride s.
         act_layer: activation class, e.g. :class:`DarknetLeaky` or ``nn.SiLU``; ``None`` = linear.
         norm_layer: normalisation class, e.g. ``nn.BatchNorm2d``; ``None`` = no norm, with bias.
+        groups: convolution groups (``in_channels`` for a depth-wise conv; YOLOv7's E-ELAN
+            uses group convolutions).
 
     Shapes:
         (B, C_in, H, W) -> (B, C_out, H/s, W/s)
@@ -59,6 +61,7 @@ class ConvBNAct(nn.Module):
         stride: int = 1,
         act_layer: type[nn.Module] | None = DarknetLeaky,
         norm_layer: type[nn.Module] | None = nn.BatchNorm2d,
+        groups: int = 1,
     ):
         super().__init__()
         self.conv = nn.Conv2d(
@@ -67,6 +70,7 @@ class ConvBNAct(nn.Module):
             kernel_size,
             stride=stride,
             padding=kernel_size // 2,
+            groups=groups,
             bias=norm_layer is None,
         )
         self.bn = norm_layer(out_channels) if norm_layer is not None else nn.Identity()

@@ -16,8 +16,10 @@ NeighbourCellAssigner      every anchor with w, h ratios < 4, at the       YOLOv
                            centre cell and its 2 nearest neighbour cells   ``build_targets``
 =========================  ==============================================  ====================
 
-Every assigner is called the same way, ``assigner(targets, anchors, strides, grid_sizes)``,
-and returns one :class:`ScaleAssignment` per output map; :func:`describe_assignment` lists the
+Every assigner is called the same way, ``assigner(targets, anchors, strides, grid_sizes,
+predictions)`` (the :class:`~yolo_teach.protocols.Assigner` protocol: dynamic rules such as
+YOLOX's SimOTA look at the decoded ``predictions``, the static rules here ignore them), and
+returns one :class:`ScaleAssignment` per output map; :func:`describe_assignment` lists the
 pairs as ``(scale, anchor, gy, gx, gt_index)`` tuples, ready to draw.
 """
 
@@ -117,9 +119,12 @@ class SingleAnchorAssigner:
     centre_range = (0.0, 1.0)  # responsible cells contain the centre
 
     def __call__(self, targets: Tensor, anchors: Sequence[Tensor], strides: Sequence[int],
-                 grid_sizes: Sequence[tuple[int, int]]) -> list[ScaleAssignment]:
+                 grid_sizes: Sequence[tuple[int, int]],
+                 predictions: Sequence[Tensor] | None = None) -> list[ScaleAssignment]:
         """Assign ``targets (M, 6)`` rows ``[b, class, x1, y1, x2, y2]``; ``anchors`` per scale
-        ``(A, 2)`` pixels; ``grid_sizes`` per scale ``(H, W)``. Returns one assignment per scale."""
+        ``(A, 2)`` pixels; ``grid_sizes`` per scale ``(H, W)``; ``predictions``, the decoded
+        predictions per scale ``(B, A, H, W, 5+K)`` (boxes ``xyxy`` pixels, then probabilities),
+        which these static rules ignore. Returns one assignment per scale."""
         iou, scale_of, anchor_of = _shape_iou(targets, anchors)
         best = iou.argmax(1) if len(targets) else iou.new_zeros(0, dtype=torch.long)  # (M,)
         pairs = torch.stack([torch.arange(len(targets), device=targets.device), best], 1)
@@ -141,7 +146,8 @@ class MultiAnchorAssigner:
         self.iou_threshold = iou_threshold
 
     def __call__(self, targets: Tensor, anchors: Sequence[Tensor], strides: Sequence[int],
-                 grid_sizes: Sequence[tuple[int, int]]) -> list[ScaleAssignment]:
+                 grid_sizes: Sequence[tuple[int, int]],
+                 predictions: Sequence[Tensor] | None = None) -> list[ScaleAssignment]:
         """Same arguments and result as :meth:`SingleAnchorAssigner.__call__`."""
         iou, scale_of, anchor_of = _shape_iou(targets, anchors)
         match = iou > self.iou_threshold  # (M, sum A)
@@ -176,7 +182,8 @@ class NeighbourCellAssigner:
         self.anchor_t = anchor_t
 
     def __call__(self, targets: Tensor, anchors: Sequence[Tensor], strides: Sequence[int],
-                 grid_sizes: Sequence[tuple[int, int]]) -> list[ScaleAssignment]:
+                 grid_sizes: Sequence[tuple[int, int]],
+                 predictions: Sequence[Tensor] | None = None) -> list[ScaleAssignment]:
         """Same arguments and result as :meth:`SingleAnchorAssigner.__call__`."""
         wh = targets[:, 4:6] - targets[:, 2:4]  # (M, 2)
         out = []
