@@ -2,11 +2,6 @@ import numpy as np
 import pytest
 
 from yolo_teach.anchors import (
-    YOLOV2_STRIDE,
-    YOLOV2_VOC_ANCHORS,
-    YOLOV3_ANCHORS,
-    YOLOV3_TINY_ANCHORS,
-    YOLOV4_ANCHORS,
     anchor_fitness,
     anchors_to_grid,
     anchors_to_pixels,
@@ -14,6 +9,14 @@ from yolo_teach.anchors import (
     kmeans_anchors,
     wh_iou,
 )
+from yolo_teach.models.yolov2 import ANCHORS as V2_ANCHORS
+from yolo_teach.models.yolov3 import ANCHORS as V3_ANCHORS
+from yolo_teach.models.yolov3 import TINY_ANCHORS as V3_TINY_ANCHORS
+
+# the official anchors, as each model file declares them
+YOLOV2_VOC_ANCHORS = V2_ANCHORS.array()  # cells of stride 32
+YOLOV3_ANCHORS = V3_ANCHORS.array()  # pixels at 416
+YOLOV3_TINY_ANCHORS = V3_TINY_ANCHORS.array()
 
 CENTRES = np.array([[8, 10], [24, 48], [64, 32], [120, 130], [280, 200]], np.float64)
 
@@ -77,15 +80,15 @@ def test_fitness_and_bpr_hand_computed():
 
 def test_unit_conversion_and_constants():
     assert YOLOV2_VOC_ANCHORS.shape == (5, 2) and YOLOV3_ANCHORS.shape == (9, 2)
-    assert YOLOV3_TINY_ANCHORS.shape == (6, 2) and YOLOV4_ANCHORS.shape == (9, 2)
-    for anchors in (YOLOV2_VOC_ANCHORS, YOLOV3_ANCHORS, YOLOV3_TINY_ANCHORS, YOLOV4_ANCHORS):
+    assert YOLOV3_TINY_ANCHORS.shape == (6, 2)
+    for anchors in (YOLOV2_VOC_ANCHORS, YOLOV3_ANCHORS, YOLOV3_TINY_ANCHORS):
         assert (np.diff(anchors.prod(1)) > 0).all()  # the cfgs list them by area
     with pytest.raises(ValueError):
         YOLOV3_ANCHORS[0, 0] = 1  # read-only
     # 1.3221 cells * 32 px = 42.3072 px; 116 px / 32 = 3.625 cells
-    px = anchors_to_pixels(YOLOV2_VOC_ANCHORS, YOLOV2_STRIDE)
+    px = anchors_to_pixels(YOLOV2_VOC_ANCHORS, V2_ANCHORS.cell_stride)
     assert px[0, 0] == pytest.approx(42.3072)
-    np.testing.assert_allclose(anchors_to_grid(px, YOLOV2_STRIDE), YOLOV2_VOC_ANCHORS)
+    np.testing.assert_allclose(anchors_to_grid(px, V2_ANCHORS.cell_stride), YOLOV2_VOC_ANCHORS)
     assert anchors_to_grid(YOLOV3_ANCHORS, 32)[6].tolist() == [3.625, 2.8125]
     strides = np.repeat([8, 16, 32], 3)[:, None]  # one stride per anchor
     grid = anchors_to_grid(YOLOV3_ANCHORS, strides)

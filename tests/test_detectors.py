@@ -5,10 +5,19 @@ import pytest
 import torch
 
 from yolo_teach.anchors import kmeans_anchors
-from yolo_teach.boxes import box_iou
+from yolo_teach.boxes import box_iou, complete_box_iou_loss
 from yolo_teach.decode import YOLOv2BoxCoder, YOLOv5BoxCoder, postprocess
-from yolo_teach.detectors import DETECTORS, build_detector, official_anchors, split_anchors
-from yolo_teach.losses import NeighbourCellAssigner, SingleAnchorAssigner
+from yolo_teach.detectors import build_detector, official_anchors, split_anchors
+from yolo_teach.losses import (
+    CodedBoxSSE,
+    IoUBoxLoss,
+    NeighbourCellAssigner,
+    SingleAnchorAssigner,
+    SoftmaxClassLoss,
+    objectness_iou,
+    objectness_one,
+)
+from yolo_teach.registry import detector_names
 
 
 def test_official_anchors_are_rescaled_from_416():
@@ -34,14 +43,17 @@ def test_assign_selects_the_matching_loss():
     faithful = build_detector("yolov3-nano", 3, 128)
     assert isinstance(faithful.criterion.assigner, SingleAnchorAssigner)
     assert isinstance(faithful.criterion.coder, YOLOv2BoxCoder)
-    assert faithful.criterion.box_loss == "sse" and faithful.criterion.ignore_threshold == 0.5
+    assert isinstance(faithful.criterion.box_loss, CodedBoxSSE)
+    assert faithful.criterion.ignore_threshold == 0.5
     v5 = build_detector("yolov3-nano", 3, 128, assign="neighbours")
     assert isinstance(v5.criterion.assigner, NeighbourCellAssigner)
     assert isinstance(v5.criterion.coder, YOLOv5BoxCoder)
-    assert (v5.criterion.box_loss, v5.criterion.objectness_target) == ("ciou", "iou")
+    assert v5.criterion.box_loss == IoUBoxLoss(complete_box_iou_loss)
+    assert v5.criterion.objectness_target is objectness_iou
     assert v5.criterion.objectness_balance == (4.0, 1.0, 0.4)
-    v2 = build_detector("yolov2-nano", 3, 128, objectness_target="one")  # override a default
-    assert v2.criterion.class_loss == "softmax" and v2.criterion.objectness_target == "one"
+    v2 = build_detector("yolov2-nano", 3, 128, objectness_target=objectness_one)  # override
+    assert isinstance(v2.criterion.class_loss, SoftmaxClassLoss)
+    assert v2.criterion.objectness_target is objectness_one
     with pytest.raises(ValueError):
         build_detector("yolov1-nano", 3, assign="neighbours")
     with pytest.raises(ValueError):
@@ -60,7 +72,7 @@ def test_nano_detectors_train_and_predict_shapes(name):
     assert torch.isfinite(loss) and set(terms) >= {"box", "obj", "cls"}
     preds = det.predict(images, conf_threshold=0.3, iou_threshold=0.5)
     assert len(preds) == 2 and preds[0]["boxes"].shape[1] == 4 and det.model.training
-    assert det.name == name and det.img_size == 128 and name in DETECTORS
+    assert det.name == name and det.img_size == 128 and name in detector_names()
 
 
 # ---------------------------------------------------------------------------------------------

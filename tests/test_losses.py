@@ -6,14 +6,18 @@ import pytest
 import torch
 from test_decode import ANCHORS, STRIDES, TARGETS, ideal_maps
 
+from yolo_teach.boxes import complete_box_iou_loss
 from yolo_teach.decode import YOLOv2BoxCoder, YOLOv5BoxCoder
 from yolo_teach.losses import (
+    IoUBoxLoss,
     MultiAnchorAssigner,
     NeighbourCellAssigner,
     SingleAnchorAssigner,
+    SoftmaxClassLoss,
     YOLOLoss,
     YOLOv1Loss,
     describe_assignment,
+    objectness_iou,
     one_object_per_cell,
     responsible_predictor,
 )
@@ -78,8 +82,9 @@ def make_loss(assigner, coder, **options):
 
 
 FAITHFUL = dict(assigner=SingleAnchorAssigner(), coder=YOLOv2BoxCoder())
-YOLOV5 = dict(assigner=NeighbourCellAssigner(), coder=YOLOv5BoxCoder(), box_loss="ciou",
-              objectness_target="iou", ignore_threshold=None, reduction="mean",
+YOLOV5 = dict(assigner=NeighbourCellAssigner(), coder=YOLOv5BoxCoder(),
+              box_loss=IoUBoxLoss(complete_box_iou_loss), objectness_target=objectness_iou,
+              ignore_threshold=None, reduction="mean",
               objectness_balance=(4.0, 1.0, 0.4))
 
 
@@ -130,12 +135,12 @@ def test_ignore_rule_mutes_a_good_unassigned_prediction():
 
 def test_softmax_class_loss_and_options_are_checked():
     maps = ideal_maps(**FAITHFUL, num_classes=3)
-    loss, terms = make_loss(**FAITHFUL, class_loss="softmax")(maps, TARGETS)
+    loss, terms = make_loss(**FAITHFUL, class_loss=SoftmaxClassLoss())(maps, TARGETS)
     assert terms["cls"] < 1e-4
     with pytest.raises(ValueError, match="cannot reach"):
         make_loss(NeighbourCellAssigner(), YOLOv2BoxCoder())
-    with pytest.raises(ValueError, match="box_loss"):
-        make_loss(**FAITHFUL, box_loss="giou")
+    with pytest.raises(ValueError, match="reduction"):
+        make_loss(**FAITHFUL, reduction="average")
 
 
 # ---------------------------------------------------------------------------------------------

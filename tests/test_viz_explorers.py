@@ -9,7 +9,10 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 
 from yolo_teach.boxes import box_iou  # noqa: E402
-from yolo_teach.detectors import ASSIGNERS, official_anchors  # noqa: E402
+from yolo_teach.detectors import official_anchors  # noqa: E402
+from yolo_teach.losses import darknet_rules  # noqa: E402
+
+ASSIGNERS = tuple(darknet_rules())
 from yolo_teach.losses import describe_assignment  # noqa: E402
 from yolo_teach.metrics import detection_report, mean_average_precision  # noqa: E402
 from yolo_teach.metrics.simulate import noisy_detections  # noqa: E402

@@ -1,4 +1,7 @@
-"""Anchor boxes: the official priors, k-means with the 1 − IoU distance, and how to judge them.
+"""Anchor boxes: k-means with the 1 − IoU distance, unit conversions, and how to judge anchors.
+
+The official priors are facts of each model, declared in its file
+(:class:`yolo_teach.registry.AnchorSet`, e.g. ``yolo_teach.models.yolov3.ANCHORS``).
 
 YOLOv2 §"Dimension Clusters" replaces hand-picked priors by k-means on the training boxes' widths
 and heights, with a distance that does not favour big boxes:
@@ -23,37 +26,6 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
-
-
-def _constant(values, shape=(-1, 2)) -> np.ndarray:
-    """A read-only float64 array (so that nobody edits the official anchors by accident)."""
-    array = np.asarray(values, dtype=np.float64).reshape(shape)
-    array.flags.writeable = False
-    return array
-
-
-# YOLOv2 (yolov2-voc.cfg): 5 anchors, (w, h) in grid cells of stride 32.
-YOLOV2_VOC_ANCHORS = _constant(
-    [1.3221, 1.73145, 3.19275, 4.00944, 5.05587, 8.09892, 9.47112, 4.84053, 11.2364, 10.0071]
-)
-YOLOV2_STRIDE = 32
-
-# YOLOv3 (yolov3.cfg, COCO): 9 anchors, (w, h) in pixels at 416; also used by many YOLOv4 ports.
-YOLOV3_ANCHORS = _constant(
-    [10, 13, 16, 30, 33, 23, 30, 61, 62, 45, 59, 119, 116, 90, 156, 198, 373, 326]
-)
-YOLOV3_INPUT_SIZE = 416
-YOLOV3_STRIDES = (8, 16, 32)
-YOLOV3_ANCHOR_MASKS = ((0, 1, 2), (3, 4, 5), (6, 7, 8))  # anchor indices used at each stride
-
-# YOLOv3-tiny (yolov3-tiny.cfg): 6 anchors in pixels at 416, two output scales.
-YOLOV3_TINY_ANCHORS = _constant([10, 14, 23, 27, 37, 58, 81, 82, 135, 169, 344, 319])
-
-# YOLOv4 (yolov4.cfg, COCO): 9 anchors in pixels at 608, re-clustered for that size.
-YOLOV4_ANCHORS = _constant(
-    [12, 16, 19, 36, 40, 28, 36, 75, 76, 55, 72, 146, 142, 110, 192, 243, 459, 401]
-)
-YOLOV4_INPUT_SIZE = 608
 
 
 # --------------------------------------------------------------------------------------------

@@ -24,9 +24,9 @@ from yolo_teach.data.formats.common import IMAGE_SUFFIXES
 from yolo_teach.data.loader import DetectionDataset
 from yolo_teach.data.sources import load_dataset
 from yolo_teach.decode import predict
-from yolo_teach.detectors import ASSIGNERS, DETECTORS
 from yolo_teach.experiment import AUGMENT_PRESETS, load_detector, make_experiment
 from yolo_teach.metrics import detection_report, mean_average_precision
+from yolo_teach.registry import assignment_rules, detector_names
 from yolo_teach.train import predict_dataset
 from yolo_teach.utils import setup
 from yolo_teach.viz.render import render_boxes
@@ -37,10 +37,10 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     train = sub.add_parser("train", help="train a detector")
-    train.add_argument("--model", default="yolov3-nano", choices=sorted(DETECTORS))
+    train.add_argument("--model", default="yolov3-nano", choices=detector_names())
     train.add_argument("--data", default="shapes",
                        help="shapes, face_masks, ct_lesions, or a data.yaml path")
-    train.add_argument("--assign", default=None, choices=ASSIGNERS,
+    train.add_argument("--assign", default=None, choices=assignment_rules(),
                        help="target assignment of anchor models (default: the faithful 'single')")
     train.add_argument("--epochs", type=int, default=30)
     train.add_argument("--imgsz", type=int, default=128)
@@ -104,9 +104,7 @@ def val(args) -> dict:
     setup(args.seed, args.threads)
     detector, meta = load_detector(args.weights)
     data = _val_data(args.data, args.n_val, args.seed, detector.img_size)
-    preds = predict_dataset(
-        lambda model, images: predict(model, images, detector.decoder, args.conf, args.iou),
-        detector.model, data, args.batch)
+    preds = detector.predict_dataset(data, args.conf, args.iou, args.batch)
     targets = data.source.targets()
     metrics = mean_average_precision(preds, targets)
     print(detection_report(preds, targets, meta["class_names"]))

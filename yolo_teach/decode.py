@@ -53,7 +53,7 @@ class YOLOv2BoxCoder:
     """
 
     eps: float = 1e-6
-    centre_range: tuple[float, float] = (0.0, 1.0)  # reachable b_x - c_x
+    centre_range = (0.0, 1.0)  # reachable b_x - c_x (a class constant, not an argument)
 
     def decode(self, t: Tensor, cell: Tensor, anchor: Tensor) -> Tensor:
         """``t (..., 4)``, ``cell (..., 2)``, ``anchor (..., 2)`` -> ``cxcywh (..., 4)`` cells."""
@@ -84,7 +84,7 @@ class YOLOv5BoxCoder:
     """
 
     eps: float = 1e-6
-    centre_range: tuple[float, float] = (-0.5, 1.5)  # reachable b_x - c_x
+    centre_range = (-0.5, 1.5)  # reachable b_x - c_x (a class constant, not an argument)
 
     def decode(self, t: Tensor, cell: Tensor, anchor: Tensor) -> Tensor:
         """``t (..., 4)``, ``cell (..., 2)``, ``anchor (..., 2)`` -> ``cxcywh (..., 4)`` cells."""
@@ -101,7 +101,48 @@ class YOLOv5BoxCoder:
         return torch.cat([txy, twh], dim=-1)
 
 
-BoxCoder = YOLOv2BoxCoder | YOLOv5BoxCoder
+@dataclass(frozen=True)
+class GridSensitiveBoxCoder:
+    r"""YOLOv4 §3.3 "eliminate grid sensitivity" (yolov4.cfg ``scale_x_y``).
+
+    .. math:: b_x = α σ(t_x) - \frac{α - 1}{2} + c_x, \qquad b_w = p_w e^{t_w}
+
+    With :math:`α = 1` this is :class:`YOLOv2BoxCoder`, whose centre only reaches the cell's
+    borders when :math:`t_x \to \pm\infty`; :math:`α > 1` (1.2, 1.1, 1.05 on the stride 8, 16,
+    32 maps of yolov4.cfg) lets a finite :math:`t_x` reach them.
+    """
+
+    scale_xy: float = 1.2  # α
+    eps: float = 1e-6
+
+    @property
+    def centre_range(self) -> tuple[float, float]:
+        """Reachable ``b_x - c_x``: ``(-(α - 1) / 2, 1 + (α - 1) / 2)``."""
+        half = (self.scale_xy - 1) / 2
+        return (-half, 1 + half)
+
+    def decode(self, t: Tensor, cell: Tensor, anchor: Tensor) -> Tensor:
+        """``t (..., 4)``, ``cell (..., 2)``, ``anchor (..., 2)`` -> ``cxcywh (..., 4)`` cells."""
+        a = self.scale_xy
+        xy = a * torch.sigmoid(t[..., :2]) - (a - 1) / 2 + cell
+        wh = anchor * torch.exp(t[..., 2:4])
+        return torch.cat([xy, wh], dim=-1)
+
+    def encode(self, box: Tensor, cell: Tensor, anchor: Tensor) -> Tensor:
+        """Inverse of :meth:`decode`."""
+        a = self.scale_xy
+        txy = _logit((box[..., :2] - cell + (a - 1) / 2) / a, self.eps)
+        twh = torch.log(box[..., 2:4].clamp(min=self.eps) / anchor)
+        return torch.cat([txy, twh], dim=-1)
+
+
+def as_coder_list(coder, num_scales: int) -> list:
+    """One box coder per scale: ``coder`` repeated, or a sequence of ``num_scales`` coders."""
+    if isinstance(coder, (list, tuple)):
+        if len(coder) != num_scales:
+            raise ValueError(f"{len(coder)} box coders for {num_scales} scales")
+        return list(coder)
+    return [coder] * num_scales
 
 
 # --------------------------------------------------------------------------------------------
@@ -156,7 +197,7 @@ def decode_anchor_maps(
     maps: Tensor | Sequence[Tensor],
     anchors: Sequence,
     strides: Sequence[int],
-    coder: BoxCoder,
+    coder,
     class_activation: str = "sigmoid",
 ) -> Tensor:
     """Raw YOLOv2/v3 maps -> every predicted box with its objectness and class probabilities.
@@ -171,7 +212,7 @@ def decode_anchor_maps(
         maps: ``(B, A(5+K), H, W)`` or a list of them, one per stride.
         anchors: per map, ``(A, 2)`` anchor widths and heights in **pixels** of the input.
         strides: per map, its stride in pixels.
-        coder: a :class:`YOLOv2BoxCoder` or :class:`YOLOv5BoxCoder`.
+        coder: a box coder (:class:`~yolo_teach.protocols.BoxCoder`), or one per map.
         class_activation: ``"sigmoid"`` or ``"softmax"``.
 
     Returns:
@@ -181,12 +222,14 @@ def decode_anchor_maps(
     if class_activation not in ("sigmoid", "softmax"):
         raise ValueError(f"class_activation must be 'sigmoid' or 'softmax', got {class_activation!r}")
     rows = []
-    for p, anchors_px, stride in zip(as_map_list(maps), anchors, strides):
+    maps = as_map_list(maps)
+    coders = as_coder_list(coder, len(maps))
+    for p, anchors_px, stride, map_coder in zip(maps, anchors, strides, coders):
         anchors_px = torch.as_tensor(anchors_px, dtype=p.dtype, device=p.device)  # (A, 2)
         p = split_anchor_map(p, len(anchors_px))  # (B, A, H, W, 5+K)
         grid = make_grid(p.shape[2], p.shape[3], p.device, p.dtype)  # (H, W, 2)
         anchor = (anchors_px / stride)[:, None, None, :]  # (A, 1, 1, 2) in cells
-        box = coder.decode(p[..., :4], grid, anchor) * stride  # (B, A, H, W, 4) cxcywh px
+        box = map_coder.decode(p[..., :4], grid, anchor) * stride  # (B, A, H, W, 4) cxcywh px
         obj = torch.sigmoid(p[..., 4:5])  # (B, A, H, W, 1)
         logits = p[..., 5:]
         cls = torch.sigmoid(logits) if class_activation == "sigmoid" else logits.softmax(-1)
@@ -240,6 +283,7 @@ def postprocess(
     iou_threshold: float = 0.45,
     max_det: int = 300,
     class_agnostic: bool = False,
+    nms: Callable = batched_nms,
 ) -> list[dict[str, Tensor]]:
     """Decoded rows -> one prediction dict per image (confidence filter, then NMS).
 
@@ -266,7 +310,7 @@ def postprocess(
             box_index, labels, scores = box_index[top], labels[top], scores[top]
         boxes = rows[box_index, :4]  # (n, 4)
         groups = torch.zeros_like(labels) if class_agnostic else labels
-        keep = batched_nms(boxes.float(), scores.float(), groups, iou_threshold)[:max_det]
+        keep = nms(boxes.float(), scores.float(), groups, iou_threshold)[:max_det]
         keep = keep.to(boxes.device)
         results.append({"boxes": boxes[keep], "scores": scores[keep], "labels": labels[keep]})
     return results
@@ -280,6 +324,7 @@ def predict(
     iou_threshold: float = 0.45,
     max_det: int = 300,
     class_agnostic: bool = False,
+    nms: Callable = batched_nms,
 ) -> list[dict[str, Tensor]]:
     """Run ``model`` in eval mode on ``images (B, 3, S, S)`` and return its detections.
 
@@ -292,7 +337,8 @@ def predict(
     try:
         with torch.inference_mode():
             detections = postprocess(
-                decoder(model(images)), conf_threshold, iou_threshold, max_det, class_agnostic
+                decoder(model(images)), conf_threshold, iou_threshold, max_det, class_agnostic,
+                nms,
             )
             height, width = images.shape[-2:]
             for det in detections:

@@ -6,88 +6,25 @@
     loss, terms = det.criterion(det.model(images), targets)  # training
     detections = det.predict(images)                         # [{"boxes", "scores", "labels"}]
 
-Defaults per version, and the one switch that matters most, ``assign``:
-
-================  =========================================================================
-``assign``        loss (anchor-based models)
-================  =========================================================================
-``"single"``      faithful. YOLOv3 §2: best anchor over all scales, σ/exp coding, sum-squared
-                  box error, BCE objectness with target 1, ignore > 0.5, BCE classes, summed
-                  and divided by the batch size. YOLOv2 (yolov2-voc.cfg ``[region]``): the
-                  same with objectness target IoU (``rescore=1``), ignore > 0.6 (``thresh``)
-                  and softmax classes (``softmax=1``).
-``"multi"``       as ``"single"``, but every anchor with shape IoU > 0.213 learns each truth
-                  (YOLOv4's "IT" freebie), so that its effect can be measured alone.
-``"neighbours"``  YOLOv5: anchors with size ratio < 4 at the centre cell and its 2 nearest
-                  neighbours, YOLOv5 coding (2σ - 0.5, (2σ)^2), CIoU box loss, objectness
-                  target IoU, no ignore rule, per-scale objectness balance, YOLOv5's gains,
-                  means instead of sums.
-================  =========================================================================
-
-The rule matters most: in short runs of a nano YOLOv3 on cluttered 128 px shapes,
-``"neighbours"`` reaches several times the mAP50 of ``"single"``, while ``"single"`` with every
-other YOLOv5 setting stays close to ``"single"``. One positive per truth is what makes the
-faithful rule slow to learn.
-
-Any :class:`~yolo_teach.losses.YOLOLoss` (or :class:`~yolo_teach.losses.YOLOv1Loss`) argument
-passed to :func:`build_detector` overrides these defaults. YOLOv1 has no anchors and one loss.
+The names, and what each one brings (anchors, strides, loss, assigner, coder), are declared in
+the model files and registered in :mod:`yolo_teach.registry`; this module only assembles them.
+The ``assign`` rules and what they select are listed in :mod:`yolo_teach.losses.recipes`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Callable
+from dataclasses import dataclass
 from functools import partial
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
-from yolo_teach.anchors import (
-    YOLOV2_STRIDE,
-    YOLOV2_VOC_ANCHORS,
-    YOLOV3_ANCHOR_MASKS,
-    YOLOV3_ANCHORS,
-    YOLOV3_INPUT_SIZE,
-    YOLOV3_TINY_ANCHORS,
-)
-from yolo_teach.decode import (
-    YOLOv2BoxCoder,
-    YOLOv5BoxCoder,
-    decode_anchor_maps,
-    decode_yolov1,
-    predict,
-)
-from yolo_teach.losses import (
-    MultiAnchorAssigner,
-    NeighbourCellAssigner,
-    SingleAnchorAssigner,
-    YOLOLoss,
-    YOLOv1Loss,
-)
-from yolo_teach.models import (
-    YOLOv1,
-    YOLOv1Config,
-    yolov1_nano,
-    yolov2,
-    yolov2_nano,
-    yolov2_tiny,
-    yolov3,
-    yolov3_nano,
-    yolov3_tiny,
-)
-
-# yolov2-tiny-voc.cfg [region] anchors, (w, h) in cells of stride 32 (yolov2-voc.cfg has its own,
-# YOLOV2_VOC_ANCHORS).
-YOLOV2_TINY_VOC_ANCHORS = np.array(
-    [1.08, 1.19, 3.42, 4.41, 6.63, 11.38, 9.42, 5.11, 16.62, 10.52]
-).reshape(-1, 2)
-# NOTE(paper): yolov3-tiny.cfg uses anchors 1,2,3 at stride 16 (anchor 0 unused, anchor 3 twice),
-# a known slip; like most ports we use 0,1,2 at stride 16 and 3,4,5 at stride 32.
-YOLOV3_TINY_ANCHOR_MASKS = ((0, 1, 2), (3, 4, 5))
-# YOLOv5's objectness balance per stride (utils/loss.py: [4.0, 1.0, 0.4] for P3, P4, P5).
-YOLOV5_BALANCE = {8: 4.0, 16: 1.0, 32: 0.4}
-ASSIGNERS = ("single", "multi", "neighbours")
+from yolo_teach.decode import decode_anchor_maps, predict
+from yolo_teach.losses import YOLOLoss
+from yolo_teach.nms import batched_nms
+from yolo_teach.registry import DetectorSpec, assignment_rules, detector_names, get_spec
 
 
 @dataclass
@@ -99,9 +36,11 @@ class Detector:
         criterion: ``(outputs, targets (M, 6)) -> (loss, {term: value})``.
         decoder: ``outputs -> (B, N, 4 + 1 + K)`` rows ``[x1, y1, x2, y2, obj, p_1..p_K]``.
         img_size: side of the square network input, pixels.
-        name: a key of :data:`DETECTORS`.
+        name: its name in the registry.
         num_classes: K.
         anchors: per scale, ``(A, 2)`` anchor sizes in pixels at ``img_size``; ``None`` for v1.
+        rule: the assignment rule of its loss.
+        nms: ``(boxes, scores, classes, iou_threshold) -> keep``, the NMS of its paper.
     """
 
     model: nn.Module
@@ -111,33 +50,47 @@ class Detector:
     name: str
     num_classes: int
     anchors: list[Tensor] | None = None
+    rule: str = "single"
+    nms: Callable = batched_nms
 
     def predict(self, images: Tensor, conf_threshold: float = 0.25, iou_threshold: float = 0.45,
                 max_det: int = 300) -> list[dict[str, Tensor]]:
         """Detections on ``images (B, 3, S, S)``: one ``{"boxes", "scores", "labels"}`` each."""
-        return predict(self.model, images, self.decoder, conf_threshold, iou_threshold, max_det)
+        return predict(self.model, images, self.decoder, conf_threshold, iou_threshold, max_det,
+                       nms=self.nms)
+
+    def predictor(self, conf_threshold: float = 0.25, iou_threshold: float = 0.45,
+                  max_det: int = 300) -> Callable[[nn.Module, Tensor], list[dict]]:
+        """``(model, images) -> detections`` with this detector's decoder and NMS: what the
+        trainer and :func:`~yolo_teach.train.predict_dataset` call (the model is passed so
+        that the trainer can hand in its EMA copy)."""
+        return partial(predict, decoder=self.decoder, conf_threshold=conf_threshold,
+                       iou_threshold=iou_threshold, max_det=max_det, nms=self.nms)
+
+    def predict_dataset(self, data, conf_threshold: float = 0.001, iou_threshold: float = 0.6,
+                        batch_size: int = 16) -> list[dict]:
+        """Detections on every image of a :class:`~yolo_teach.data.loader.DetectionDataset`,
+        boxes mapped back to the original images: one numpy dict per image, in order.
+        The defaults are COCO's evaluation practice (keep low scores for mAP)."""
+        from yolo_teach.train import predict_dataset  # train imports the data pipeline
+
+        return predict_dataset(self.predictor(conf_threshold, iou_threshold), self.model, data,
+                               batch_size=batch_size)
 
 
 # --------------------------------------------------------------------------------------------
 # Anchors
 # --------------------------------------------------------------------------------------------
 def official_anchors(name: str, img_size: int) -> list[Tensor]:
-    """The official anchors of a model family, per scale, in pixels at ``img_size``.
+    """The official anchors of a registered model, per scale, in pixels at ``img_size``.
 
-    Darknet's anchors are tuned for a 416 px input (YOLOv2's cells of stride 32 are
-    ``13 x 32 = 416`` px too); we keep them relative to the image: ``a * img_size / 416``.
+    Darknet's anchors are tuned for one input size (416 for YOLOv2/v3, 608 for YOLOv4); we keep
+    them relative to the image (:meth:`~yolo_teach.registry.AnchorSet.pixels`).
     """
-    if name.startswith("yolov2-tiny"):
-        groups = [YOLOV2_TINY_VOC_ANCHORS * YOLOV2_STRIDE]
-    elif name.startswith("yolov2"):
-        groups = [np.asarray(YOLOV2_VOC_ANCHORS) * YOLOV2_STRIDE]
-    elif name.startswith("yolov3-tiny"):
-        groups = [YOLOV3_TINY_ANCHORS[list(m)] for m in YOLOV3_TINY_ANCHOR_MASKS]
-    elif name.startswith("yolov3"):
-        groups = [YOLOV3_ANCHORS[list(m)] for m in YOLOV3_ANCHOR_MASKS]
-    else:
-        raise ValueError(f"no official anchors for {name!r}")
-    return [torch.tensor(g * img_size / YOLOV3_INPUT_SIZE, dtype=torch.float32) for g in groups]
+    spec = get_spec(name)
+    if spec.anchors is None:
+        raise ValueError(f"{name!r} has no anchors")
+    return spec.anchors.pixels(img_size)
 
 
 def split_anchors(anchors, num_scales: int) -> list[Tensor]:
@@ -155,132 +108,65 @@ def split_anchors(anchors, num_scales: int) -> list[Tensor]:
     return [torch.tensor(g, dtype=torch.float32) for g in np.split(flat, num_scales)]
 
 
-# --------------------------------------------------------------------------------------------
-# Loss defaults
-# --------------------------------------------------------------------------------------------
-def yolov5_gains(num_scales: int, num_classes: int, img_size: int) -> dict[str, float]:
-    """YOLOv5's loss gains (hyp.scratch-low.yaml: box 0.05, obj 1.0, cls 0.5) as its train.py
-    scales them: by ``3 / num_scales``, ``num_classes / 80`` (classes) and
-    ``(img_size / 640)^2`` (objectness, whose mean runs over ``img_size^2`` predictions)."""
-    per_scale = 3 / num_scales
-    return {
-        "box_gain": 0.05 * per_scale,
-        "cls_gain": 0.5 * num_classes / 80 * per_scale,
-        "obj_gain": 1.0 * (img_size / 640) ** 2 * per_scale,
-    }
-
-
-def anchor_loss_defaults(family: str, assign: str, strides: Sequence[int], num_classes: int,
-                         img_size: int) -> dict:
-    """:class:`~yolo_teach.losses.YOLOLoss` arguments for a family (``"yolov2"`` or
-    ``"yolov3"``) and an assignment rule (see the module docstring)."""
-    if assign == "neighbours":
-        # one map (YOLOv2): a balance is a plain factor, leave it at 1
-        balance = [YOLOV5_BALANCE.get(s, 1.0) for s in strides] if len(strides) > 1 else None
-        return {
-            "assigner": NeighbourCellAssigner(anchor_t=4.0),
-            "coder": YOLOv5BoxCoder(),
-            "box_loss": "ciou",
-            "objectness_target": "iou",
-            "ignore_threshold": None,
-            "class_loss": "bce",
-            "objectness_balance": balance,
-            "reduction": "mean",
-            **yolov5_gains(len(strides), num_classes, img_size),
-        }
-    faithful = {
-        "assigner": SingleAnchorAssigner() if assign == "single" else MultiAnchorAssigner(0.213),
-        "coder": YOLOv2BoxCoder(),
-        "box_loss": "sse",
-        "objectness_target": "one",
-        "ignore_threshold": 0.5,
-        "class_loss": "bce",
-        "reduction": "sum",
-    }
-    if family == "yolov2":  # yolov2-voc.cfg [region]: rescore=1, thresh=.6, softmax=1
-        faithful.update(objectness_target="iou", ignore_threshold=0.6, class_loss="softmax")
-    return faithful
-
-
-# --------------------------------------------------------------------------------------------
-# Factories
-# --------------------------------------------------------------------------------------------
-def _yolov1_paper(num_classes: int, img_size: int) -> YOLOv1:
-    return YOLOv1(YOLOv1Config(num_classes=num_classes, img_size=img_size))
-
-
-def _yolov1_nano(num_classes: int, img_size: int) -> YOLOv1:
-    return YOLOv1(replace(yolov1_nano(num_classes).cfg, img_size=img_size))
-
-
-def _yolov1_detector(name: str, make_model: Callable, num_classes: int, img_size: int,
-                     assign: str, anchors, **loss_options) -> Detector:
-    if assign != "single" or anchors is not None:
-        raise ValueError("YOLOv1 has no anchors: leave assign and anchors at their defaults")
-    model = make_model(num_classes, img_size)
-    if img_size % model.cfg.stride:  # 64 for the paper net, 32 for the nano
-        raise ValueError(f"{name} needs an img_size divisible by {model.cfg.stride}, "
-                         f"got {img_size}")
-    num_boxes = model.cfg.num_boxes
-    criterion = YOLOv1Loss(img_size, num_boxes, **loss_options)
-    decoder = partial(decode_yolov1, img_size=img_size, num_boxes=num_boxes)
-    return Detector(model, criterion, decoder, img_size, name, num_classes)
-
-
-def _anchor_detector(name: str, make_model: Callable, family: str, num_classes: int,
-                     img_size: int, assign: str, anchors, **loss_options) -> Detector:
-    model = make_model(num_classes)
+def anchor_head(spec: DetectorSpec, model: nn.Module, num_classes: int, img_size: int,
+                rule: str, anchors, loss_options: dict):
+    """The loss and decoder of an anchor-based model (YOLOv2 to v4): a
+    :class:`~yolo_teach.losses.YOLOLoss` made from ``spec.rules[rule]`` and ``loss_options``,
+    and :func:`~yolo_teach.decode.decode_anchor_maps` with the same anchors and coders."""
     strides = tuple(model.strides)
     if img_size % max(strides):
-        raise ValueError(f"{name} needs an img_size divisible by {max(strides)}, got {img_size}")
-    anchors = official_anchors(name, img_size) if anchors is None else split_anchors(
+        raise ValueError(f"{spec.name} needs an img_size divisible by {max(strides)}, "
+                         f"got {img_size}")
+    anchors = spec.anchors.pixels(img_size) if anchors is None else split_anchors(
         anchors, len(strides))
-    if any(len(a) != model.cfg.num_anchors for a in anchors):
-        raise ValueError(f"{name} predicts {model.cfg.num_anchors} anchors per scale, got "
-                         f"{[len(a) for a in anchors]}")
-    options = anchor_loss_defaults(family, assign, strides, num_classes, img_size)
-    options.update(loss_options)
+    if any(len(a) != spec.anchors.per_scale for a in anchors):
+        raise ValueError(f"{spec.name} predicts {spec.anchors.per_scale} anchors per scale, "
+                         f"got {[len(a) for a in anchors]}")
+    options = {**spec.rules[rule](strides, num_classes, img_size), **loss_options}
     criterion = YOLOLoss(anchors, strides, **options)
-    activation = "softmax" if criterion.class_loss == "softmax" else "sigmoid"
     decoder = partial(decode_anchor_maps, anchors=anchors, strides=strides,
-                      coder=criterion.coder, class_activation=activation)
-    return Detector(model, criterion, decoder, img_size, name, num_classes, anchors)
+                      coder=criterion.coder, class_activation=criterion.class_loss.activation)
+    return criterion, decoder, anchors
 
 
-# name -> (builder, reference input size)
-DETECTORS: dict[str, tuple[Callable, int]] = {
-    "yolov1": (partial(_yolov1_detector, "yolov1", _yolov1_paper), 448),
-    "yolov1-nano": (partial(_yolov1_detector, "yolov1-nano", _yolov1_nano), 128),
-    "yolov2": (partial(_anchor_detector, "yolov2", yolov2, "yolov2"), 416),
-    "yolov2-tiny": (partial(_anchor_detector, "yolov2-tiny", yolov2_tiny, "yolov2"), 416),
-    "yolov2-nano": (partial(_anchor_detector, "yolov2-nano", yolov2_nano, "yolov2"), 128),
-    "yolov3": (partial(_anchor_detector, "yolov3", yolov3, "yolov3"), 416),
-    "yolov3-tiny": (partial(_anchor_detector, "yolov3-tiny", yolov3_tiny, "yolov3"), 416),
-    "yolov3-nano": (partial(_anchor_detector, "yolov3-nano", yolov3_nano, "yolov3"), 128),
-}
-
-
+# --------------------------------------------------------------------------------------------
+# Building
+# --------------------------------------------------------------------------------------------
 def build_detector(name: str, num_classes: int, img_size: int | None = None,
-                   assign: str = "single", anchors=None, **loss_options) -> Detector:
-    """Build a :class:`Detector` by name (a key of :data:`DETECTORS`).
+                   assign: str | None = None, anchors=None, **loss_options) -> Detector:
+    """Build a ready :class:`Detector` by its registered name.
 
     Args:
-        name: ``yolov1``, ``yolov1-nano``, ``yolov2``, ``yolov2-tiny``, ``yolov2-nano``,
-            ``yolov3``, ``yolov3-tiny`` or ``yolov3-nano``.
+        name: a name of :func:`~yolo_teach.registry.detector_names`, e.g. ``"yolov3-nano"``.
         num_classes: K.
-        img_size: side of the square input; ``None`` for the model's reference size (448 for
-            YOLOv1, 416 for v2/v3, 128 for the nano models).
-        assign: ``"single"``, ``"multi"`` or ``"neighbours"`` (anchor-based models; see the
-            module docstring for everything each one selects).
+        img_size: side of the square input; ``None`` for the model's reference size.
+        assign: an assignment rule of the model (:mod:`yolo_teach.losses.recipes`); ``None``
+            for its paper's rule.
         anchors: pixels at ``img_size``, per scale or as one array to split (see
             :func:`split_anchors`); ``None`` for the official anchors rescaled to ``img_size``.
         **loss_options: override any argument of the loss.
 
-    The model's ``init_bias()`` is left to the trainer.
+    The model comes with its bias initialisation done (building gives a ready model).
     """
-    if name not in DETECTORS:
-        raise ValueError(f"unknown detector {name!r}; expected one of {sorted(DETECTORS)}")
-    if assign not in ASSIGNERS:
-        raise ValueError(f"assign must be one of {ASSIGNERS}, got {assign!r}")
-    builder, reference_size = DETECTORS[name]
-    return builder(num_classes, img_size or reference_size, assign, anchors, **loss_options)
+    spec = get_spec(name)
+    rule = assign or spec.default_rule
+    if rule not in spec.rules:
+        raise ValueError(f"{name} has the assignment rules {sorted(spec.rules)}, got {rule!r}")
+    img_size = img_size or spec.img_size
+    model = spec.make_model(num_classes, img_size)
+    criterion, decoder, anchors = spec.make_head(spec, model, num_classes, img_size, rule,
+                                                 anchors, dict(loss_options))
+    return Detector(model, criterion, decoder, img_size, name, num_classes, anchors, rule,
+                    spec.nms or batched_nms)
+
+
+__all__ = [
+    "Detector",
+    "DetectorSpec",
+    "anchor_head",
+    "assignment_rules",
+    "build_detector",
+    "detector_names",
+    "official_anchors",
+    "split_anchors",
+]

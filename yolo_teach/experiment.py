@@ -10,6 +10,9 @@ notebook is the same run as ``yolo-teach train`` with the same arguments::
 
 from __future__ import annotations
 
+import dataclasses
+import importlib
+import types
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -22,11 +25,9 @@ from yolo_teach.data.augment import Augment
 from yolo_teach.data.core import BoxDataset
 from yolo_teach.data.loader import DetectionDataset
 from yolo_teach.data.sources import load_dataset
-from yolo_teach.decode import predict
 from yolo_teach.detectors import Detector, build_detector
+from yolo_teach.registry import get_spec
 from yolo_teach.train import TrainConfig, Trainer
-
-NUM_ANCHORS = {"yolov2": 5, "yolov2-tiny": 5, "yolov3": 9, "yolov3-tiny": 6}
 
 # Named training augmentations. "full" is YOLOv5's recipe (Mosaic, scale/translate, HSV, flips);
 # "light" keeps only the photometric jitter and flips. Measured on the shapes data with a nano
@@ -41,19 +42,15 @@ AUGMENT_PRESETS = ("full", "light", "none")
 # 0.53; each change alone gave 0.37-0.40. An EMA decay of 0.995 instead of 0.999 follows the
 # weights closely enough for a run of ~2,500 steps (0.621 vs 0.597 after 2,500 steps; the
 # 0.999 average still remembers the high-lr phase). Use it through :func:`short_run`:
-# ``make_experiment(model, ..., **short_run(model))``.
+# ``make_experiment(model, ..., **short_run(model))``; a model that needs something else says
+# so in its registration (``DetectorSpec.short_run``, e.g. YOLOv1's smaller learning rate).
 SHORT_RUN = {"augment": "light", "batch_size": 8, "lr": 0.005, "class_gain_scale": 4.0,
              "ema_decay": 0.995}
-# Where a model needs something else. YOLOv1's sum-squared error through two FC layers wants a
-# smaller step and no extra class weight: 60 s on the easy shapes (yolo_teach.data.EASY_SHAPES)
-# gave mAP50 0.16 at lr 0.0005, 0.02 at 0.002, and 0.08 with 4x the class weight
-# (benchmarks/README.md).
-SHORT_RUN_BY_MODEL = {"yolov1-nano": {"lr": 0.0005, "class_gain_scale": 1.0}}
 
 
 def short_run(model: str) -> dict:
     """The short-run recipe for ``model``: :data:`SHORT_RUN` with its own overrides."""
-    return {**SHORT_RUN, **SHORT_RUN_BY_MODEL.get(model, {})}
+    return {**SHORT_RUN, **get_spec(model).short_run}
 
 
 def augmentation(preset: str | bool | Augment) -> Augment | bool:
@@ -81,11 +78,60 @@ def letterboxed_wh(dataset: BoxDataset, img_size: int) -> np.ndarray:
 
 
 def dataset_anchors(model: str, dataset: BoxDataset, img_size: int, seed: int = 0):
-    """k-means anchors (YOLOv2 "Dimension Clusters") for ``model`` on ``dataset``; ``None`` for v1."""
-    family = model.removesuffix("-nano")
-    if family not in NUM_ANCHORS:
+    """k-means anchors (YOLOv2 "Dimension Clusters") for ``model`` on ``dataset``, as many as
+    its official ones; ``None`` for a model without anchors."""
+    anchors = get_spec(model).anchors
+    if anchors is None:
         return None
-    return kmeans_anchors(letterboxed_wh(dataset, img_size), NUM_ANCHORS[family], seed=seed)
+    return kmeans_anchors(letterboxed_wh(dataset, img_size), anchors.num_anchors, seed=seed)
+
+
+def options_to_meta(options: dict) -> dict:
+    """Loss options as plain data for a checkpoint's ``meta`` (``torch.load(weights_only=True)``
+    reads only plain data): numbers and strings as they are; functions and objects of
+    ``yolo_teach`` by their import path (objects with the arguments that rebuild them)."""
+    return {k: _to_plain(v, k) for k, v in options.items()}
+
+
+def options_from_meta(plain: dict) -> dict:
+    """Inverse of :func:`options_to_meta`."""
+    return {k: _from_plain(v) for k, v in plain.items()}
+
+
+def _to_plain(value, key: str):
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, (list, tuple)):
+        return [_to_plain(v, key) for v in value]
+    is_function = isinstance(value, types.FunctionType)
+    owner = value if is_function else type(value)
+    path = f"{owner.__module__}:{owner.__qualname__}"
+    if not path.startswith("yolo_teach.") or "<" in path:
+        raise ValueError(f"loss option {key}={value!r} cannot be saved with the weights: use "
+                         f"a function or class of yolo_teach")
+    if is_function:
+        return {"function": path}
+    args = ({f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
+            if dataclasses.is_dataclass(value) else vars(value))
+    return {"object": path, "args": {k: _to_plain(v, key) for k, v in args.items()}}
+
+
+def _from_plain(value):
+    if isinstance(value, list):
+        return [_from_plain(v) for v in value]
+    if not isinstance(value, dict):
+        return value
+    path = value.get("function") or value["object"]
+    module, _, name = path.partition(":")
+    if not module.startswith("yolo_teach."):
+        raise ValueError(f"refusing to import {path!r} from a checkpoint")
+    target = importlib.import_module(module)
+    for part in name.split("."):
+        target = getattr(target, part)
+    if "function" in value:
+        return target
+    args = {k: _from_plain(v) for k, v in value["args"].items()}
+    return target(**{k: tuple(v) if isinstance(v, list) else v for k, v in args.items()})
 
 
 @dataclass
@@ -113,10 +159,11 @@ def make_experiment(model: str = "yolov3-nano", data: str | Path = "shapes",
     """Build the detector, the datasets and the trainer of one run.
 
     Args:
-        model: a name of :data:`yolo_teach.detectors.DETECTORS`, e.g. ``"yolov3-nano"``.
+        model: a registered name (:func:`yolo_teach.registry.detector_names`), e.g.
+            ``"yolov3-nano"``.
         data: ``"shapes"``, ``"face_masks"``, ``"ct_lesions"`` or a ``data.yaml`` path.
-        assign: ``"single"`` (faithful), ``"multi"`` or ``"neighbours"`` (anchor models);
-            ``None`` for the detector's default (the faithful rule; YOLOv1 has no other).
+        assign: an assignment rule of the model, e.g. ``"single"`` (faithful), ``"multi"`` or
+            ``"neighbours"``; ``None`` for its paper's rule.
         img_size: side of the square network input.
         n_train, n_val: generated images (or the first images of a folder); ``None``: all.
         data_size: side of generated images (default: the generator's own).
@@ -128,10 +175,13 @@ def make_experiment(model: str = "yolov3-nano", data: str | Path = "shapes",
         seed: seeds the data, the weights' initialisation and the trainer.
         out_dir: where checkpoints and history go.
         cfg, **cfg_overrides: a :class:`~yolo_teach.train.TrainConfig` and fields to replace.
-        loss_options: arguments of the loss to override (e.g. ``{"cls_gain": 0.5}``).
-        class_gain_scale: multiplies the loss's class gain (``cls_gain``, YOLOv1's
-            ``lambda_class``) after ``loss_options``; it is saved in the run's ``meta`` so that
-            :func:`load_detector` rebuilds the same loss.
+        loss_options: arguments of the loss to override (e.g. ``{"cls_gain": 0.5}`` or
+            ``{"box_loss": IoUBoxLoss(generalized_box_iou_loss)}``); saved in the run's ``meta``
+            (objects of the package by their import path) so that :func:`load_detector`
+            rebuilds the same loss.
+        class_gain_scale: multiplies the loss's class gain (the argument its
+            ``class_gain_option`` names: ``cls_gain``, YOLOv1's ``lambda_class``) after
+            ``loss_options``.
     """
     cfg = replace(cfg or TrainConfig(), seed=seed, **cfg_overrides)
     train_set = load_dataset(data, "train", n=n_train, size=data_size, seed=seed,
@@ -140,24 +190,20 @@ def make_experiment(model: str = "yolov3-nano", data: str | Path = "shapes",
     chosen = dataset_anchors(model, train_set, img_size, seed) if anchors == "kmeans" else None
     torch.manual_seed(seed)
     loss_options = dict(loss_options or {})
-    assign_kw = {"assign": assign} if assign is not None else {}
-    detector = build_detector(model, train_set.num_classes, img_size, anchors=chosen,
-                              **assign_kw, **loss_options)
+    detector = build_detector(model, train_set.num_classes, img_size, assign=assign,
+                              anchors=chosen, **loss_options)
     if class_gain_scale != 1.0:
-        name = "cls_gain" if hasattr(detector.criterion, "cls_gain") else "lambda_class"
+        name = detector.criterion.class_gain_option
         loss_options[name] = getattr(detector.criterion, name) * class_gain_scale
         setattr(detector.criterion, name, loss_options[name])
-    if hasattr(detector.model, "init_bias"):
-        detector.model.init_bias()
-    meta = {"model": model, "assign": assign or "single", "img_size": img_size,
+    meta = {"model": model, "assign": detector.rule, "img_size": img_size,
             "class_names": list(train_set.class_names),
             "anchors": [a.tolist() for a in detector.anchors] if detector.anchors else None,
-            "loss_options": loss_options}
+            "loss_options": options_to_meta(loss_options)}
     trainer = Trainer(
         model=detector.model,
         criterion=detector.criterion,
-        predict=lambda m, images: predict(m, images, detector.decoder,
-                                          cfg.conf_threshold, cfg.iou_threshold),
+        predict=detector.predictor(cfg.conf_threshold, cfg.iou_threshold),
         train_data=DetectionDataset(train_set, img_size, augment=augmentation(augment), cache=True,
                                       seed=seed),
         val_data=DetectionDataset(val_set, img_size, cache=True),
@@ -195,7 +241,7 @@ def load_detector(path: str | Path, use_ema: bool = True) -> tuple[Detector, dic
     meta = state["meta"]
     detector = build_detector(meta["model"], len(meta["class_names"]), meta["img_size"],
                               assign=meta["assign"], anchors=meta["anchors"],
-                              **meta.get("loss_options", {}))
+                              **options_from_meta(meta.get("loss_options", {})))
     weights = state["ema"] if use_ema and state.get("ema") is not None else state["model"]
     detector.model.load_state_dict(weights)
     detector.model.eval()

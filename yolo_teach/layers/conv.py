@@ -27,6 +27,8 @@ class DarknetLeaky(nn.LeakyReLU):
     0.01; this class fixes the slope so that it can be passed as ``act_layer=DarknetLeaky``.
     """
 
+    darknet_name = "leaky"  # its name in a Darknet layer table
+
     def __init__(self, inplace: bool = True):
         super().__init__(negative_slope=0.1, inplace=inplace)
 
@@ -52,6 +54,8 @@ class ConvBNAct(nn.Module):
     Shapes:
         (B, C_in, H, W) -> (B, C_out, H/s, W/s)
     """
+
+    darknet_name = "conv"  # its name in a Darknet layer table
 
     def __init__(
         self,
@@ -123,6 +127,8 @@ class Reorg(nn.Module):
         (B, C, H, W) -> (B, s*s*C, H/s, W/s)
     """
 
+    darknet_name = "reorg"  # its name in a Darknet layer table
+
     def __init__(self, stride: int = 2):
         super().__init__()
         self.stride = stride
@@ -152,6 +158,8 @@ class MaxPoolStride1(nn.Module):
     Shapes:
         (B, C, H, W) -> (B, C, H, W)
     """
+
+    darknet_name = "max"  # its name in a Darknet layer table
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = F.pad(x, (0, 1, 0, 1), mode="replicate")  # (B, C, H+1, W+1)

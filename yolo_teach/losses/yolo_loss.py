@@ -1,82 +1,39 @@
-"""The anchor-based YOLO loss (YOLOv2, YOLOv3, and the YOLOv4/v5 refinements as options).
+"""The anchor-based YOLO loss (YOLOv2, YOLOv3, YOLOv4 and YOLOv5's refinements).
 
-One class, :class:`YOLOLoss`, parametrised by *what* it combines rather than by version:
+One class, :class:`YOLOLoss`, composed of objects rather than configured by version:
 
 * an **assigner** (:mod:`yolo_teach.losses.assign`): which predictions are responsible;
-* a **box coder** (:mod:`yolo_teach.decode`): how raw ``t`` become boxes, the same object the
-  decoder uses at inference;
-* three terms, each with the paper's choice and a later one:
-
-==========  ===============================================  ==================================
-term        faithful YOLOv2/v3                               later
-==========  ===============================================  ==================================
-box         sum-squared error on the coded box ``"sse"``     CIoU loss ``"ciou"`` (YOLOv4 §3.4)
-objectness  BCE, target 1 ``"one"`` (v3 §2.1); v2 rescores   target IoU(pred, truth) ``"iou"``
-            to the IoU; ignore predictions overlapping a     (YOLOv5), no ignore rule
-            truth by > 0.5 (v3) / 0.6 (v2 ``thresh``)
-class       BCE, independent logistic classifiers ``"bce"``  --
-            (v3 §2.2); v2: softmax ``"softmax"``
-==========  ===============================================  ==================================
+* a **box coder** (:mod:`yolo_teach.decode`), one per map or one for all: how raw ``t``
+  become boxes, the same objects the decoder uses at inference;
+* three terms (:mod:`yolo_teach.losses.terms`): the box loss, the objectness target and the
+  class loss, each a callable with the paper's choice and later ones;
 
 and two normalisations: ``"sum"`` (Darknet: sum over predictions, divided by the batch size)
-and ``"mean"`` (YOLOv5: mean per term and scale, objectness weighted per scale).
+and ``"mean"`` (YOLOv5: mean per term and scale, objectness weighted per scale). A family whose
+loss has another structure (YOLOv1, YOLOX, RefineDet) has its own class.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from yolo_teach.boxes import aligned_box_iou, box_convert, box_iou, complete_box_iou_loss
-from yolo_teach.decode import BoxCoder, as_map_list, make_grid, split_anchor_map
+from yolo_teach.boxes import box_convert, box_iou
+from yolo_teach.decode import as_coder_list, as_map_list, make_grid, split_anchor_map
 from yolo_teach.losses.assign import ScaleAssignment
+from yolo_teach.losses.terms import (
+    BCEClassLoss,
+    CodedBoxSSE,
+    Responsible,
+    objectness_one,
+)
 
-BOX_LOSSES = ("sse", "ciou")
-OBJECTNESS_TARGETS = ("one", "iou")
-CLASS_LOSSES = ("bce", "softmax")
 REDUCTIONS = ("sum", "mean")
-
-
-def box_sse_loss(t: Tensor, t_hat: Tensor, scale: Tensor) -> Tensor:
-    """Sum-squared error on the coded box, per responsible prediction: ``(n, 4) -> (n,)``.
-
-    YOLOv3 §2.1: "During training we use sum of squared error loss". As Darknet does, the centre
-    is compared after the sigmoid (:math:`σ(t_x)` against the offset of the centre in its cell)
-    and the size on the raw :math:`t_w`, and each term is weighted by ``scale`` = :math:`2 - w h`
-    (``w, h`` relative to the image), which gives small boxes more weight:
-
-    .. math:: \\text{scale}\\,[(σ(t_x) - σ(\\hat t_x))^2 + (σ(t_y) - σ(\\hat t_y))^2
-              + (t_w - \\hat t_w)^2 + (t_h - \\hat t_h)^2]
-
-    # NOTE(paper): Darknet's gradient on :math:`t_x` is :math:`σ(t_x) - σ(\\hat t_x)` (no
-    # sigmoid derivative), i.e. a BCE on the centre; we keep the paper's squared error.
-    """
-    xy = (torch.sigmoid(t[:, :2]) - torch.sigmoid(t_hat[:, :2])) ** 2
-    wh = (t[:, 2:4] - t_hat[:, 2:4]) ** 2
-    return scale * torch.cat([xy, wh], dim=1).sum(1)
-
-
-def class_loss(logits: Tensor, labels: Tensor, kind: str) -> Tensor:
-    """Class loss per responsible prediction: ``logits (n, K), labels (n,) -> (n,)``.
-
-    ``"bce"``: YOLOv3 §2.2, "we simply use independent logistic classifiers ... binary
-    cross-entropy loss", :math:`-\\sum_k [y_k \\log σ(x_k) + (1 - y_k) \\log(1 - σ(x_k))]`.
-    ``"softmax"``: YOLOv2's region layer, a softmax over the K classes with cross-entropy
-    (Darknet writes the delta ``one_hot - softmax``, the cross-entropy gradient).
-    """
-    if kind == "softmax":
-        return F.cross_entropy(logits, labels, reduction="none")
-    one_hot = F.one_hot(labels, logits.shape[1]).to(logits.dtype)  # (n, K)
-    return F.binary_cross_entropy_with_logits(logits, one_hot, reduction="none").sum(1)
-
-
-def _check(name: str, value: str, allowed: tuple[str, ...]) -> str:
-    if value not in allowed:
-        raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
-    return value
+DARKNET_BOX_LOSS = CodedBoxSSE()  # YOLOv3 §2.1
+DARKNET_CLASS_LOSS = BCEClassLoss()  # YOLOv3 §2.2
 
 
 class YOLOLoss:
@@ -95,14 +52,18 @@ class YOLOLoss:
         anchors: per scale, ``(A, 2)`` anchor widths and heights in pixels of the input.
         strides: per scale, its stride (finest first, like the model's outputs).
         assigner: an assigner of :mod:`yolo_teach.losses.assign`.
-        coder: a box coder of :mod:`yolo_teach.decode`; it must reach every cell the assigner
-            makes responsible (:class:`~yolo_teach.losses.assign.NeighbourCellAssigner` needs
+        coder: a box coder of :mod:`yolo_teach.decode`, or one per scale (YOLOv4's grid
+            sensitivity differs per scale); it must reach every cell the assigner makes
+            responsible (:class:`~yolo_teach.losses.assign.NeighbourCellAssigner` needs
             :class:`~yolo_teach.decode.YOLOv5BoxCoder`).
-        box_loss: ``"sse"`` (:func:`box_sse_loss`) or ``"ciou"``.
-        objectness_target: ``"one"`` or ``"iou"`` (IoU of the decoded box with its truth).
+        box_loss: ``Responsible -> (n,)``, e.g. :class:`~yolo_teach.losses.terms.CodedBoxSSE`
+            or ``IoUBoxLoss(complete_box_iou_loss)``.
+        objectness_target: ``(boxes, truths) -> (n,)`` target of the responsible predictions,
+            :func:`~yolo_teach.losses.terms.objectness_one` or ``objectness_iou``.
         ignore_threshold: unassigned predictions whose decoded box overlaps a ground truth of
             their image by more than this get no objectness loss; ``None`` turns the rule off.
-        class_loss: ``"bce"`` or ``"softmax"`` (see :func:`class_loss`).
+        class_loss: ``(logits, labels) -> (n,)`` with an ``activation`` for the decoder,
+            :class:`~yolo_teach.losses.terms.BCEClassLoss` or ``SoftmaxClassLoss``.
         objectness_balance: ``β_s`` per scale (YOLOv5: 4.0, 1.0, 0.4 for strides 8, 16, 32);
             ``None`` for all ones.
         box_gain, obj_gain, cls_gain: the gains ``g``.
@@ -111,16 +72,18 @@ class YOLOLoss:
     The logged terms are after gains and balance, so they add up to the loss.
     """
 
+    class_gain_option = "cls_gain"  # the argument that weighs the class term
+
     def __init__(
         self,
         anchors: Sequence,
         strides: Sequence[int],
         assigner,
-        coder: BoxCoder,
-        box_loss: str = "sse",
-        objectness_target: str = "one",
+        coder,
+        box_loss: Callable[[Responsible], Tensor] = DARKNET_BOX_LOSS,
+        objectness_target: Callable[[Tensor, Tensor], Tensor] = objectness_one,
         ignore_threshold: float | None = 0.5,
-        class_loss: str = "bce",
+        class_loss=DARKNET_CLASS_LOSS,
         objectness_balance: Sequence[float] | None = None,
         box_gain: float = 1.0,
         obj_gain: float = 1.0,
@@ -131,18 +94,20 @@ class YOLOLoss:
         self.strides = tuple(strides)
         if len(self.anchors) != len(self.strides):
             raise ValueError(f"{len(self.anchors)} anchor groups for {len(self.strides)} strides")
+        self.coders = as_coder_list(coder, len(self.strides))
         low, high = assigner.centre_range
-        if not coder.centre_range[0] <= low < high <= coder.centre_range[1]:
-            raise ValueError(
-                f"{type(assigner).__name__} makes cells responsible for centres at offsets "
-                f"{assigner.centre_range}, which {type(coder).__name__} cannot reach "
-                f"{coder.centre_range}"
-            )
+        for c in self.coders:
+            if not c.centre_range[0] <= low < high <= c.centre_range[1]:
+                raise ValueError(
+                    f"{type(assigner).__name__} makes cells responsible for centres at offsets "
+                    f"{assigner.centre_range}, which {type(c).__name__} cannot reach "
+                    f"{c.centre_range}"
+                )
+        if reduction not in REDUCTIONS:
+            raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
         self.assigner, self.coder = assigner, coder
-        self.box_loss = _check("box_loss", box_loss, BOX_LOSSES)
-        self.objectness_target = _check("objectness_target", objectness_target, OBJECTNESS_TARGETS)
-        self.class_loss = _check("class_loss", class_loss, CLASS_LOSSES)
-        self.reduction = _check("reduction", reduction, REDUCTIONS)
+        self.box_loss, self.objectness_target = box_loss, objectness_target
+        self.class_loss, self.reduction = class_loss, reduction
         self.ignore_threshold = ignore_threshold
         self.objectness_balance = tuple(objectness_balance or (1.0,) * len(self.strides))
         self.box_gain, self.obj_gain, self.cls_gain = box_gain, obj_gain, cls_gain
@@ -156,11 +121,11 @@ class YOLOLoss:
         anchors = [a.to(maps[0]) for a in self.anchors]
         preds = [split_anchor_map(p, len(a)) for p, a in zip(maps, anchors)]  # (B, A, H, W, 5+K)
         assignments = self.assigner(targets, anchors, self.strides,
-                                    [p.shape[2:4] for p in preds])
+                                    [p.shape[2:4] for p in preds], predictions=None)
         box = obj = cls = maps[0].new_zeros(())
         for s, (pred, asg) in enumerate(zip(preds, assignments)):
             box_s, obj_s, cls_s = self._scale_terms(pred, asg, anchors[s], self.strides[s],
-                                                    targets)
+                                                    self.coders[s], targets)
             box, obj, cls = box + box_s, obj + self.objectness_balance[s] * obj_s, cls + cls_s
         if self.reduction == "sum":  # Darknet: per image
             box, obj, cls = box / batch, obj / batch, cls / batch
@@ -174,36 +139,28 @@ class YOLOLoss:
         return total if self.reduction == "sum" else total / max(count, 1)
 
     def _scale_terms(self, pred: Tensor, asg: ScaleAssignment, anchors_px: Tensor, stride: int,
-                     targets: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+                     coder, targets: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Box, objectness and class terms of one scale, before gains, balance and batch size."""
         batch, num_anchors, h, w = pred.shape[:4]
         anchors = anchors_px / stride  # (A, 2) in cells
         obj_target = pred.new_zeros(batch, num_anchors, h, w)
-        obj_weight = self._not_ignored(pred, anchors, stride, targets)  # (B, A, H, W)
+        obj_weight = self._not_ignored(pred, anchors, stride, coder, targets)  # (B, A, H, W)
         box_term = cls_term = pred.new_zeros(())
         n = len(asg)
         if n:
             p = pred[asg.b, asg.a, asg.gy, asg.gx]  # (n, 5+K)
             cell = torch.stack([asg.gx, asg.gy], dim=1).to(p)  # (n, 2)
             anchor = anchors[asg.a]  # (n, 2)
-            truth = box_convert(asg.boxes, "xyxy", "cxcywh") / stride  # (n, 4) in cells
-            box = box_convert(self.coder.decode(p[:, :4], cell, anchor) * stride,
+            box = box_convert(coder.decode(p[:, :4], cell, anchor) * stride,
                               "cxcywh", "xyxy")  # (n, 4) pixels
-            if self.box_loss == "sse":
-                image_area = (h * stride) * (w * stride)
-                scale = 2 - truth[:, 2] * truth[:, 3] * stride**2 / image_area  # (n,)
-                per_box = box_sse_loss(p[:, :4], self.coder.encode(truth, cell, anchor), scale)
-            else:
-                per_box = complete_box_iou_loss(box, asg.boxes)  # (n,)
-            box_term = self._reduce(per_box, n)
-            per_class = class_loss(p[:, 5:], asg.labels, self.class_loss)  # (n,)
+            match = Responsible(p[:, :4], box, asg.boxes, cell, anchor, stride,
+                                (h * stride, w * stride), coder)
+            box_term = self._reduce(self.box_loss(match), n)  # (n,) -> ()
+            per_class = self.class_loss(p[:, 5:], asg.labels)  # (n,)
             # YOLOv5's BCE mean runs over n x K numbers, a cross-entropy mean over n
-            k = p.shape[1] - 5 if self.class_loss == "bce" and self.reduction == "mean" else 1
+            k = p.shape[1] - 5 if self.class_loss.per_class and self.reduction == "mean" else 1
             cls_term = self._reduce(per_class, n * k)
-            if self.objectness_target == "iou":
-                value = aligned_box_iou(box.detach(), asg.boxes).clamp(min=0)  # (n,)
-            else:
-                value = torch.ones(n, dtype=p.dtype, device=p.device)
+            value = self.objectness_target(box, asg.boxes).detach()  # (n,)
             flat = ((asg.b * num_anchors + asg.a) * h + asg.gy) * w + asg.gx  # (n,)
             # a prediction responsible for several truths keeps the highest target
             obj_target.view(-1).scatter_reduce_(0, flat, value, reduce="amax")
@@ -213,7 +170,8 @@ class YOLOLoss:
         return box_term, obj_term, cls_term
 
     @torch.no_grad()
-    def _not_ignored(self, pred: Tensor, anchors: Tensor, stride: int, targets: Tensor) -> Tensor:
+    def _not_ignored(self, pred: Tensor, anchors: Tensor, stride: int, coder,
+                     targets: Tensor) -> Tensor:
         """``(B, A, H, W)``: 0 where a prediction's box overlaps a truth by > the threshold.
 
         YOLOv3 §2.1: "If the bounding box prior is not the best but does overlap a ground truth
@@ -225,7 +183,7 @@ class YOLOLoss:
         if self.ignore_threshold is None or len(targets) == 0:
             return weight
         grid = make_grid(h, w, pred.device, pred.dtype)  # (H, W, 2)
-        box = self.coder.decode(pred[..., :4], grid, anchors[:, None, None, :]) * stride
+        box = coder.decode(pred[..., :4], grid, anchors[:, None, None, :]) * stride
         box = box_convert(box, "cxcywh", "xyxy").reshape(batch, -1, 4)  # (B, A H W, 4)
         for b in range(batch):
             truths = targets[targets[:, 0] == b, 2:6]  # (m, 4)

@@ -103,6 +103,8 @@ class YOLOv1Loss:
         the batch size; the logged terms include their λ and add up to the loss.
     """
 
+    class_gain_option = "lambda_class"  # the argument that weighs the class term
+
     def __init__(self, img_size: int, num_boxes: int = 2, lambda_coord: float = 5.0,
                  lambda_noobj: float = 0.5, conf_target: str = "iou", lambda_class: float = 1.0):
         if conf_target not in CONF_TARGETS:

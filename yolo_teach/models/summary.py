@@ -22,20 +22,25 @@ from torch import nn
 from torch.func import functional_call
 from torch.utils.flop_counter import FlopCounterMode
 
-from yolo_teach.layers import ConvBNAct, DarknetLeaky, MaxPoolStride1, Reorg
+from yolo_teach.layers import ConvBNAct, MaxPoolStride1, Reorg
 
-# Darknet's names for the layer types, as in its printout.
+# Darknet's names for PyTorch's own layer types, as in its printout. The package's blocks name
+# themselves with a class attribute ``darknet_name`` (e.g. ``Reorg.darknet_name = "reorg"``), so
+# a new block needs no entry here.
 LAYER_NAMES: dict[type[nn.Module], str] = {
-    ConvBNAct: "conv",
     nn.Conv2d: "conv",
     nn.Linear: "connected",
     nn.MaxPool2d: "max",
-    MaxPoolStride1: "max",
-    Reorg: "reorg",
-    DarknetLeaky: "leaky",
     nn.Upsample: "upsample",
     nn.Dropout: "dropout",
 }
+
+
+def layer_kind(module: nn.Module) -> str:
+    """Darknet's name of a table layer: its ``darknet_name``, :data:`LAYER_NAMES`, or the class
+    name in lower case."""
+    name = getattr(module, "darknet_name", None)
+    return name or LAYER_NAMES.get(type(module), type(module).__name__.lower())
 
 
 def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
@@ -203,7 +208,7 @@ def summary(
             LayerRow(
                 index=index,
                 name=name,
-                kind=LAYER_NAMES.get(type(module), type(module).__name__.lower()),
+                kind=layer_kind(module),
                 filters=filters,
                 kernel_stride=kernel_stride,
                 output_shape=output_shape,

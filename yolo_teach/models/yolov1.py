@@ -22,13 +22,16 @@ class scores, all linear ("We use a linear activation function for the final lay
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 
 import torch
 from torch import nn
 
+from yolo_teach.decode import decode_yolov1
 from yolo_teach.layers import ConvBNAct, DarknetLeaky
+from yolo_teach.losses.yolov1_loss import YOLOv1Loss
+from yolo_teach.registry import DetectorSpec, register
 
 # Stride of the backbone: a 7x7/2 conv and four 2x2 max-pools. The paper's head adds a stride-2
 # conv, so its last conv map is 448 / 64 = 7 = S.
@@ -168,6 +171,12 @@ class YOLOv1(nn.Module):
         self.cfg = cfg
         self.backbone = YOLOv1Backbone(cfg)
         self.head = YOLOv1Head(cfg)
+        self.init_bias()
+
+    @property
+    def strides(self) -> tuple[int]:
+        """One S x S grid: the stride of a cell in pixels (64 for the paper net)."""
+        return (self.cfg.stride,)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         x = self.backbone(images)  # (B, 1024, H/32, W/32)
@@ -223,3 +232,40 @@ def yolov1_nano(num_classes: int = 20) -> YOLOv1:
         norm_layer=nn.BatchNorm2d,
     )
     return YOLOv1(cfg)
+
+
+# --------------------------------------------------------------------------------------------
+# Registration: YOLOv1's own loss and decoder, no anchors
+# --------------------------------------------------------------------------------------------
+def yolov1_head(spec: DetectorSpec, model: YOLOv1, num_classes: int, img_size: int, rule: str,
+                anchors, loss_options: dict):
+    """YOLOv1's loss (eq. 3) and decoder for ``model`` at ``img_size``."""
+    if anchors is not None:
+        raise ValueError("YOLOv1 has no anchors: leave anchors at None")
+    if img_size % model.cfg.stride:  # 64 for the paper net, 32 for the nano
+        raise ValueError(f"{spec.name} needs an img_size divisible by {model.cfg.stride}, "
+                         f"got {img_size}")
+    num_boxes = model.cfg.num_boxes
+    criterion = YOLOv1Loss(img_size, num_boxes, **loss_options)
+    decoder = partial(decode_yolov1, img_size=img_size, num_boxes=num_boxes)
+    return criterion, decoder, None
+
+
+def _sized(cfg: YOLOv1Config, img_size: int) -> YOLOv1:
+    return YOLOv1(replace(cfg, img_size=img_size))
+
+
+register(DetectorSpec(
+    name="yolov1", make_model=lambda k, size: _sized(YOLOv1Config(num_classes=k), size),
+    make_head=yolov1_head, img_size=448, rules={"single": None},
+    description=yolov1.__doc__.splitlines()[0],
+))
+# Its sum-squared error through two FC layers wants a smaller step and no extra class weight:
+# 60 s on the easy shapes (yolo_teach.data.EASY_SHAPES) gave mAP50 0.16 at lr 0.0005, 0.02 at
+# 0.002, and 0.08 with 4x the class weight (benchmarks/README.md).
+register(DetectorSpec(
+    name="yolov1-nano", make_model=lambda k, size: _sized(yolov1_nano(k).cfg, size),
+    make_head=yolov1_head, img_size=128, rules={"single": None},
+    short_run={"lr": 0.0005, "class_gain_scale": 1.0},
+    description=yolov1_nano.__doc__.splitlines()[0],
+))

@@ -26,9 +26,37 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from yolo_teach.detectors import anchor_head
 from yolo_teach.layers import ConvBNAct, MaxPoolStride1, Reorg, init_objectness_bias_
+from yolo_teach.losses.recipes import darknet_rules
+from yolo_teach.losses.terms import SoftmaxClassLoss, objectness_iou
+from yolo_teach.registry import AnchorSet, DetectorSpec, register
 
 STRIDE = 32  # one output map, 13 x 13 for a 416 px input
+INPUT_SIZE = 416  # yolov2-voc.cfg width and height
+# yolov2-voc.cfg [region]: 5 k-means anchors (w, h) in grid cells of stride 32 (§2 "Dimension
+# Clusters"); 1.3221 cells = 42.3 px at 416.
+ANCHORS = AnchorSet(
+    sizes=((1.3221, 1.73145), (3.19275, 4.00944), (5.05587, 8.09892), (9.47112, 4.84053),
+           (11.2364, 10.0071)),
+    masks=((0, 1, 2, 3, 4),),
+    unit="cells",
+    reference_size=INPUT_SIZE,
+    cell_stride=STRIDE,
+)
+# yolov2-tiny-voc.cfg [region] has its own 5 anchors, also in cells of stride 32.
+TINY_ANCHORS = AnchorSet(
+    sizes=((1.08, 1.19), (3.42, 4.41), (6.63, 11.38), (9.42, 5.11), (16.62, 10.52)),
+    masks=((0, 1, 2, 3, 4),),
+    unit="cells",
+    reference_size=INPUT_SIZE,
+    cell_stride=STRIDE,
+)
+# The faithful loss is Darknet's [region] layer of yolov2-voc.cfg: the objectness learns the IoU
+# (rescore=1), predictions overlapping a truth by > 0.6 are ignored (thresh=.6), and the classes
+# are a softmax (softmax=1).
+RULES = darknet_rules(objectness_target=objectness_iou, ignore_threshold=0.6,
+                      class_loss=SoftmaxClassLoss())
 
 
 @dataclass(frozen=True)
@@ -129,6 +157,7 @@ class YOLOv2(nn.Module):
         self.passthrough = nn.Sequential(ConvBNAct(c4, p, 1), Reorg(stride=2))
         self.conv3 = ConvBNAct(4 * p + h, h, 3)
         self.pred = nn.Conv2d(h, cfg.num_anchors * (5 + cfg.num_classes), 1)
+        self.init_bias()
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         c4, c5 = self.backbone(images)  # (B, 512, H/16, W/16), (B, 1024, H/32, W/32)
@@ -180,6 +209,7 @@ class YOLOv2Tiny(nn.Module):
         self.backbone = nn.Sequential(*layers)
         self.conv = ConvBNAct(c[7], cfg.head_channels, 3)
         self.pred = nn.Conv2d(cfg.head_channels, cfg.num_anchors * (5 + cfg.num_classes), 1)
+        self.init_bias()
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         x = self.backbone(images)  # (B, 1024, H/32, W/32)
@@ -215,3 +245,22 @@ def yolov2_nano(num_classes: int = 20) -> YOLOv2:
         head_channels=128,
     )
     return YOLOv2(cfg)
+
+
+# --------------------------------------------------------------------------------------------
+# Registration: the names, with the anchors, rules and input size declared above
+# --------------------------------------------------------------------------------------------
+for _name, _factory, _anchors, _size in (
+    ("yolov2", yolov2, ANCHORS, INPUT_SIZE),
+    ("yolov2-tiny", yolov2_tiny, TINY_ANCHORS, INPUT_SIZE),
+    ("yolov2-nano", yolov2_nano, ANCHORS, 128),
+):
+    register(DetectorSpec(
+        name=_name,
+        make_model=lambda num_classes, img_size, f=_factory: f(num_classes),
+        make_head=anchor_head,
+        img_size=_size,
+        anchors=_anchors,
+        rules=RULES,
+        description=_factory.__doc__.splitlines()[0],
+    ))

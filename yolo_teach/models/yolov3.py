@@ -25,9 +25,37 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from yolo_teach.layers import ConvBNAct, DarknetResidual, MaxPoolStride1, init_objectness_bias_
+from yolo_teach.detectors import anchor_head
+from yolo_teach.layers import (
+    AnchorHead,
+    ConvBNAct,
+    ConvSet,
+    DarknetStage,
+    MaxPoolStride1,
+    init_objectness_bias_,
+)
+from yolo_teach.losses.recipes import darknet_rules
+from yolo_teach.registry import AnchorSet, DetectorSpec, register
 
 STRIDES = (8, 16, 32)  # output order of YOLOv3.forward
+INPUT_SIZE = 416  # yolov3.cfg width and height; the anchors below are pixels at this size
+# yolov3.cfg (COCO): 9 k-means anchors (w, h) in pixels at 416; mask 0,1,2 is the stride-8 map.
+ANCHORS = AnchorSet(
+    sizes=((10, 13), (16, 30), (33, 23), (30, 61), (62, 45), (59, 119), (116, 90), (156, 198),
+           (373, 326)),
+    masks=((0, 1, 2), (3, 4, 5), (6, 7, 8)),
+    unit="pixels",
+    reference_size=INPUT_SIZE,
+)
+# yolov3-tiny.cfg: 6 anchors in pixels at 416, two maps.
+# NOTE(paper): yolov3-tiny.cfg uses anchors 1,2,3 at stride 16 (anchor 0 unused, anchor 3 twice),
+# a known slip; like most ports we use 0,1,2 at stride 16 and 3,4,5 at stride 32.
+TINY_ANCHORS = AnchorSet(
+    sizes=((10, 14), (23, 27), (37, 58), (81, 82), (135, 169), (344, 319)),
+    masks=((0, 1, 2), (3, 4, 5)),
+    unit="pixels",
+    reference_size=INPUT_SIZE,
+)
 
 
 @dataclass(frozen=True)
@@ -48,25 +76,6 @@ class YOLOv3Config:
     channels: tuple[int, ...] = (64, 128, 256, 512, 1024)
     depths: tuple[int, ...] = (1, 2, 8, 8, 4)
     neck_depth: int = 5  # convs per ConvSet in the neck (yolov3.cfg: 5)
-
-
-class DarknetStage(nn.Module):
-    """A stride-2 3x3 conv followed by ``depth`` residual blocks (Darknet-53, Table 1).
-
-    Shapes:
-        (B, C_in, H, W) -> (B, C_out, H/s, W/s), s = ``stride`` (2 in Darknet-53)
-    """
-
-    def __init__(self, in_channels: int, out_channels: int, depth: int, stride: int = 2):
-        super().__init__()
-        self.downsample = ConvBNAct(in_channels, out_channels, 3, stride=stride)
-        self.blocks = nn.Sequential(
-            *[DarknetResidual(out_channels, out_channels // 2) for _ in range(depth)]
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.downsample(x)  # (B, C_out, H/2, W/2)
-        return self.blocks(x)  # (B, C_out, H/2, W/2)
 
 
 class Darknet53(nn.Module):
@@ -100,30 +109,6 @@ class Darknet53(nn.Module):
         return c3, c4, c5
 
 
-class ConvSet(nn.Module):
-    """Five alternating 1x1 and 3x3 convs, the block in front of each YOLOv3 output.
-
-    ``depth`` keeps the first 1, 3 or 5 of them (5 in yolov3.cfg; the nano model uses fewer,
-    see :func:`yolov3_nano`); the set always starts and ends with a 1x1 conv.
-
-    Shapes:
-        (B, C_in, H, W) -> (B, hidden_channels, H, W)
-    """
-
-    def __init__(self, in_channels: int, hidden_channels: int, depth: int = 5):
-        super().__init__()
-        if depth not in (1, 3, 5):
-            raise ValueError(f"a ConvSet has 1, 3 or 5 convs, got {depth}")
-        h = hidden_channels
-        layers = [ConvBNAct(in_channels, h, 1)]
-        for _ in range(depth // 2):
-            layers += [ConvBNAct(h, 2 * h, 3), ConvBNAct(2 * h, h, 1)]
-        self.layers = nn.Sequential(*layers)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.layers(x)  # (B, hidden_channels, H, W)
-
-
 class YOLOv3Neck(nn.Module):
     """The top-down path: "take the feature map from 2 layers previous and upsample it by 2x ...
     merge it with our upsampled features using concatenation" (§2.3).
@@ -151,38 +136,6 @@ class YOLOv3Neck(nn.Module):
         return [p3, p4, p5]
 
 
-class YOLOHead(nn.Module):
-    """One prediction branch per scale: a 3x3 conv doubling the width, then a linear 1x1 conv.
-
-    Args:
-        in_channels: neck widths, one per scale (finest first).
-        num_anchors: anchors per cell A.
-        num_classes: classes K.
-
-    Shapes:
-        [(B, C_i, H_i, W_i)] -> [(B, A*(5+K), H_i, W_i)], same order as the input.
-    """
-
-    def __init__(self, in_channels: tuple[int, ...], num_anchors: int, num_classes: int):
-        super().__init__()
-        self.num_anchors = num_anchors
-        self.branches = nn.ModuleList(
-            nn.Sequential(
-                ConvBNAct(c, 2 * c, 3),
-                nn.Conv2d(2 * c, num_anchors * (5 + num_classes), 1),
-            )
-            for c in in_channels
-        )
-
-    def forward(self, features: list[torch.Tensor]) -> list[torch.Tensor]:
-        return [branch(x) for branch, x in zip(self.branches, features)]  # [(B, A*(5+K), H, W)]
-
-    def init_bias(self, prior: float = 0.01) -> None:
-        """Start sigmoid(t_o) at ``prior`` (RetinaNet/YOLOv5 practice, not in the paper)."""
-        for branch in self.branches:
-            init_objectness_bias_(branch[-1], self.num_anchors, prior)
-
-
 class YOLOv3(nn.Module):
     """The YOLOv3 detector: Darknet-53, the top-down neck and three prediction branches.
 
@@ -202,7 +155,8 @@ class YOLOv3(nn.Module):
         c3, c4, c5 = cfg.channels[-3:]
         self.backbone = Darknet53(cfg.stem_channels, cfg.channels, cfg.depths, cfg.stem_stride)
         self.neck = YOLOv3Neck((c3, c4, c5), cfg.neck_depth)
-        self.head = YOLOHead((c3 // 2, c4 // 2, c5 // 2), cfg.num_anchors, cfg.num_classes)
+        self.head = AnchorHead((c3 // 2, c4 // 2, c5 // 2), cfg.num_anchors, cfg.num_classes)
+        self.init_bias()
 
     def forward(self, images: torch.Tensor) -> list[torch.Tensor]:
         c3, c4, c5 = self.backbone(images)  # strides 8, 16, 32
@@ -259,6 +213,7 @@ class YOLOv3Tiny(nn.Module):
         out_channels = cfg.num_anchors * (5 + cfg.num_classes)
         self.head16 = nn.Sequential(ConvBNAct(n // 2 + c[5], n, 3), nn.Conv2d(n, out_channels, 1))
         self.head32 = nn.Sequential(ConvBNAct(n, 2 * n, 3), nn.Conv2d(2 * n, out_channels, 1))
+        self.init_bias()
 
     def forward(self, images: torch.Tensor) -> list[torch.Tensor]:
         c4 = self.backbone16(images)  # (B, 256, H/16, W/16)
@@ -306,3 +261,22 @@ def yolov3_nano(num_classes: int = 80) -> YOLOv3:
         neck_depth=1,
     )
     return YOLOv3(cfg)
+
+
+# --------------------------------------------------------------------------------------------
+# Registration: the names, with the anchors, rules and input size declared above
+# --------------------------------------------------------------------------------------------
+for _name, _factory, _anchors, _size in (
+    ("yolov3", yolov3, ANCHORS, INPUT_SIZE),
+    ("yolov3-tiny", yolov3_tiny, TINY_ANCHORS, INPUT_SIZE),
+    ("yolov3-nano", yolov3_nano, ANCHORS, 128),
+):
+    register(DetectorSpec(
+        name=_name,
+        make_model=lambda num_classes, img_size, f=_factory: f(num_classes),
+        make_head=anchor_head,
+        img_size=_size,
+        anchors=_anchors,
+        rules=darknet_rules(),  # YOLOv3 §2: the faithful rule is Darknet's [yolo] loss
+        description=_factory.__doc__.splitlines()[0],
+    ))

@@ -38,6 +38,7 @@ from yolo_teach.losses.assign import (
     SingleAnchorAssigner,
     describe_assignment,
 )
+from yolo_teach.losses.recipes import MULTI_ANCHOR_IOU
 from yolo_teach.viz.draw import as_numpy, class_color, class_legend, draw_boxes, draw_canvas
 from yolo_teach.viz.prediction_explorer import hwc_image
 from yolo_teach.viz.widgets import show_figure
@@ -55,7 +56,7 @@ def make_assigner(rule: str):
     if rule == "single":
         return SingleAnchorAssigner()
     if rule == "multi":
-        return MultiAnchorAssigner(iou_threshold=0.213)
+        return MultiAnchorAssigner(iou_threshold=MULTI_ANCHOR_IOU)
     if rule == "neighbours":
         return NeighbourCellAssigner(anchor_t=4.0)
     raise ValueError(f"rule must be one of {tuple(RULES)}, got {rule!r}")
