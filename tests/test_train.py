@@ -129,6 +129,18 @@ def test_time_limit_stops_training(tmp_path):
     assert len(history) < 1000 and "map" in history[-1]  # validated once, at the end
 
 
+def test_max_steps_stops_training_and_ends_the_schedule(tmp_path):
+    # batch 4, accumulate 2: one optimizer step per 8 images; 7 steps cross epoch boundaries
+    trainer = make_trainer(tmp_path, epochs=1000, max_steps=7, val_every=0, warmup_iters=0,
+                           schedule="cosine", final_lr_ratio=0.0)
+    history = trainer.fit()
+    assert trainer.iteration == 7 and history[-1]["iteration"] == 7 and "map" in history[-1]
+    assert trainer.total_iters == 7  # the cosine runs over the step budget, not 1000 epochs
+    # last step's lr: cosine at 6/7 of the way, lr * (1 + cos(6 pi / 7)) / 2
+    assert history[-1]["lr"] == pytest.approx(0.01 * (1 + math.cos(6 * math.pi / 7)) / 2)
+    assert trainer.fit() == history  # nothing left to do
+
+
 def test_interrupted_checkpoint_write_keeps_the_previous_one(tmp_path, monkeypatch):
     trainer = make_trainer(tmp_path, epochs=2)
     trainer.fit(stop_after_epoch=1)
