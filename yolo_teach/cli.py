@@ -23,11 +23,9 @@ from yolo_teach.data.augment import letterbox, unletterbox_boxes
 from yolo_teach.data.formats.common import IMAGE_SUFFIXES
 from yolo_teach.data.loader import DetectionDataset
 from yolo_teach.data.sources import load_dataset
-from yolo_teach.decode import predict
 from yolo_teach.experiment import AUGMENT_PRESETS, load_detector, make_experiment
 from yolo_teach.metrics import detection_report, mean_average_precision
 from yolo_teach.registry import assignment_rules, detector_names
-from yolo_teach.train import predict_dataset
 from yolo_teach.utils import setup
 from yolo_teach.viz.render import render_boxes
 
