@@ -42,6 +42,17 @@ def test_box_convert_round_trip_numpy_and_torch(fmt):
     assert torch.allclose(box_convert(box_convert(t, "xyxy", fmt), fmt, "xyxy"), t)
 
 
+@pytest.mark.parametrize("fmt", ["xywh", "cxcywh"])
+def test_box_convert_of_one_box_and_of_a_batch(fmt):
+    rows = [[10.0, 20.0, 30.0, 60.0], [0.0, 0.0, 4.0, 2.0], [5.0, 5.0, 5.0, 9.0]]
+    per_row = [box_convert(np.array(r), "xyxy", fmt).tolist() for r in rows]  # (4,) each
+    assert per_row[0] == ([10, 20, 20, 40] if fmt == "xywh" else [20, 40, 20, 40])
+    batch = np.array(rows * 2).reshape(2, 3, 4)  # (B, N, 4)
+    assert box_convert(batch, "xyxy", fmt).tolist() == [per_row, per_row]
+    assert box_convert(torch.from_numpy(batch), "xyxy", fmt).tolist() == [per_row, per_row]
+    assert box_convert(torch.tensor(rows[0]), "xyxy", fmt).tolist() == per_row[0]
+
+
 def test_box_convert_rejects_unknown_format():
     with pytest.raises(ValueError, match="unknown box format"):
         box_convert(torch.zeros(1, 4), "xyxy", "yolo")
@@ -99,6 +110,33 @@ def test_giou_of_far_apart_boxes_tends_to_minus_one():
     far = torch.tensor([[1000.0, 1000.0, 1002.0, 1002.0]], dtype=torch.float64)
     assert box_iou(A, far).item() == 0
     assert generalized_box_iou(A, far).item() == pytest.approx(-1, abs=1e-5)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_identical_tiny_boxes_have_iou_one(dtype):
+    # 0.001 x 0.001 in normalised coordinates: union 1e-6. An eps of 1e-7 added to the union gave
+    # 1e-6 / 1.1e-6 = 0.909; IoU is scale-free, so it must be 1 (and GIoU, DIoU, CIoU too)
+    tiny = torch.tensor([[0.5, 0.25, 0.501, 0.251], [0.1, 0.1, 0.1002, 0.1001]], dtype=dtype)
+    for fn in (box_iou, generalized_box_iou, distance_box_iou, complete_box_iou):
+        assert torch.diagonal(fn(tiny, tiny)).tolist() == pytest.approx([1, 1], abs=1e-6)
+    # half-overlapping tiny boxes: intersection 0.0005 x 0.001, union 2 x 1e-6 - 0.5e-6
+    shifted = tiny[:1] + torch.tensor([0.0005, 0, 0.0005, 0], dtype=dtype)
+    assert box_iou(tiny[:1], shifted).item() == pytest.approx(0.5 / 1.5, rel=1e-3)
+
+
+def test_ciou_of_a_zero_height_prediction():
+    p = torch.tensor([[0.0, 1.0, 4.0, 1.0]], dtype=torch.float64)  # a horizontal line, 4 wide
+    g = torch.tensor([[0.0, 0.0, 4.0, 2.0]], dtype=torch.float64)  # 4 wide, 2 high
+    # IoU 0 / 8 = 0; same centre (2, 1): rho = 0, so DIoU = 0
+    # arctan(w/h): the line's limit is pi/2, the box's arctan(2): their difference is arctan(1/2)
+    v = 4 / math.pi**2 * math.atan(1 / 2) ** 2  # 0.0871
+    alpha = v / (1 - 0 + v)
+    assert complete_box_iou(p, g).item() == pytest.approx(-alpha * v)
+    assert complete_box_iou(g, p).item() == pytest.approx(-alpha * v)  # v is symmetric
+    # a point has no shape (arctan 0): v = 4/pi^2 arctan(2)^2 against the box; same centre
+    point = torch.tensor([[2.0, 1.0, 2.0, 1.0]], dtype=torch.float64)
+    v = 4 / math.pi**2 * math.atan(2) ** 2  # 0.4968
+    assert complete_box_iou(point, g).item() == pytest.approx(-v * v / (1 + v))
 
 
 # ----------------------------------------------------------------- an independent implementation
@@ -188,6 +226,15 @@ def test_degenerate_boxes_give_finite_values_and_gradients(pair, dtype):
         value = fn(p, torch.tensor([pair[1]], dtype=dtype))
         value.sum().backward()
         assert torch.isfinite(value).all() and torch.isfinite(p.grad).all(), fn.__name__
+
+
+def test_degenerate_pairs_have_iou_zero_and_no_gradient():
+    # the union is empty: IoU is 0 by definition (0/0 otherwise), and nothing to learn from it
+    for box in ([2.0, 2, 2, 2], [0.0, 1, 2, 1]):  # a point, a horizontal line
+        p = torch.tensor([box], dtype=torch.float64, requires_grad=True)
+        iou = aligned_box_iou(p, torch.tensor([box], dtype=torch.float64))
+        iou.sum().backward()
+        assert iou.tolist() == [0.0] and p.grad.tolist() == [[0.0] * 4]
 
 
 def test_identical_boxes_have_zero_loss():

@@ -1,9 +1,11 @@
+import math
+
 import numpy as np
 import pytest
 import torch
 
 from yolo_teach.boxes import box_iou
-from yolo_teach.nms import batched_nms, diou_nms, nms, soft_nms
+from yolo_teach.nms import batched_diou_nms, batched_nms, diou_nms, nms, soft_nms
 
 
 def py_iou(a, b):
@@ -61,10 +63,34 @@ def test_ties_keep_lower_index_first():
 
 def test_empty_inputs():
     empty = torch.zeros(0, 4)
-    assert nms(empty, torch.zeros(0), 0.5).numel() == 0
-    assert batched_nms(empty, torch.zeros(0), torch.zeros(0, dtype=torch.long), 0.5).numel() == 0
-    keep, new_scores = soft_nms(empty, torch.zeros(0))
-    assert keep.numel() == 0 and new_scores.numel() == 0
+    no_classes = torch.zeros(0, dtype=torch.long)
+    for keep in (nms(empty, torch.zeros(0), 0.5), diou_nms(empty, torch.zeros(0), 0.5),
+                 batched_nms(empty, torch.zeros(0), no_classes, 0.5),
+                 batched_diou_nms(empty, torch.zeros(0), no_classes, 0.5),
+                 soft_nms(empty, torch.zeros(0))[0]):
+        assert keep.shape == (0,) and keep.dtype == torch.long  # indices, even when empty
+    new_scores = soft_nms(empty, torch.zeros(0, dtype=torch.float64))[1]
+    assert new_scores.shape == (0,) and new_scores.dtype == torch.float64
+
+
+def test_one_box_is_kept():
+    box, score = torch.tensor([[0.0, 0, 4, 4]]), torch.tensor([0.6])
+    assert nms(box, score, 0.5).tolist() == [0]
+    assert diou_nms(box, score, 0.5).tolist() == [0]
+    assert batched_nms(box, score, torch.tensor([3]), 0.5).tolist() == [0]
+    assert batched_diou_nms(box, score, torch.tensor([3]), 0.5).tolist() == [0]
+    keep, new = soft_nms(box, score)
+    assert keep.tolist() == [0] and new.tolist() == pytest.approx([0.6])
+
+
+@pytest.mark.parametrize("fn", [nms, diou_nms, lambda b, s, t: soft_nms(b, s, t)[0]])
+def test_shapes_are_checked(fn):
+    with pytest.raises(ValueError, match=r"got shapes \[\(3, 5\), \(3,\)\]"):
+        fn(torch.zeros(3, 5), torch.zeros(3), 0.5)  # (N, 5): a score column left in
+    with pytest.raises(ValueError, match=r"got shapes \[\(3, 4\), \(2,\)\]"):
+        fn(torch.zeros(3, 4), torch.zeros(2), 0.5)
+    with pytest.raises(ValueError, match=r"got shapes \[\(3, 4\), \(3, 1\)\]"):
+        fn(torch.zeros(3, 4), torch.zeros(3, 1), 0.5)
 
 
 @pytest.mark.parametrize("seed", range(40))
@@ -73,6 +99,27 @@ def test_nms_equals_naive_greedy_on_random_sets(seed):
     boxes, scores, _ = random_set(rng, int(rng.integers(0, 121)))
     threshold = float(rng.uniform(0.2, 0.8))
     assert nms(boxes, scores, threshold).tolist() == naive_greedy(boxes, scores, threshold)
+
+
+def test_batched_nms_separates_classes_with_negative_coordinates():
+    # two copies of (-10, -10, 10, 10), a box partly left of and above the image: span 10 - (-10)
+    # = 20, so class 1 moves by 20 + 1 to (11, 11, 31, 31), clear of class 0. (A shift of 19
+    # would leave a 1x1 overlap, IoU 1 / 799 > 0.001; one of 10 + (-10) + 1 = 1 an IoU of 0.82.)
+    boxes = torch.tensor([[-10.0, -10, 10, 10], [-10, -10, 10, 10]])
+    scores = torch.tensor([0.9, 0.8])
+    assert batched_nms(boxes, scores, torch.tensor([0, 1]), 0.001).tolist() == [0, 1]
+    assert batched_nms(boxes, scores, torch.tensor([1, 1]), 0.001).tolist() == [0]
+    # DIoU of the two copies: 1 in one class; classes apart: IoU 0, DIoU < 0
+    assert batched_diou_nms(boxes, scores, torch.tensor([0, 1]), 0.001).tolist() == [0, 1]
+    assert batched_diou_nms(boxes, scores, torch.tensor([1, 1]), 0.001).tolist() == [0]
+
+
+@pytest.mark.parametrize("fn", [batched_nms, batched_diou_nms])
+def test_batched_shapes_are_checked(fn):
+    with pytest.raises(ValueError, match=r"got shapes \[\(3, 4\), \(3,\), \(2,\)\]"):
+        fn(torch.zeros(3, 4), torch.zeros(3), torch.zeros(2, dtype=torch.long), 0.5)
+    with pytest.raises(ValueError, match=r"got shapes \[\(3, 4\), \(2,\), \(3,\)\]"):
+        fn(torch.zeros(3, 4), torch.zeros(2), torch.zeros(3, dtype=torch.long), 0.5)
 
 
 @pytest.mark.parametrize("seed", range(40))
@@ -120,6 +167,33 @@ def test_soft_nms_linear_hand_example():
     # box 1 overlaps box 0 with IoU 50/100 = 0.5 > 0.3: its score becomes 0.8 * (1 - 0.5) = 0.4
     assert keep.tolist() == [0, 2, 1]
     assert new.tolist() == pytest.approx([0.9, 0.7, 0.4])
+
+
+def test_soft_nms_gaussian_hand_example():
+    boxes = torch.tensor([[0.0, 0, 2, 2], [0, 0, 2, 1], [10, 10, 12, 12]])
+    keep, new = soft_nms(boxes, torch.tensor([0.9, 0.8, 0.7]))  # sigma 0.5 by default
+    # box 0 first; box 1 overlaps it with IoU 2/4 = 0.5: 0.8 exp(-0.5^2 / 0.5) = 0.8 exp(-0.5)
+    # = 0.4852; box 2 does not overlap anything: exp(0) = 1 keeps 0.7, taken before box 1
+    assert keep.tolist() == [0, 2, 1]
+    assert new.tolist() == pytest.approx([0.9, 0.7, 0.8 * math.exp(-0.5)])
+    keep, new = soft_nms(boxes, torch.tensor([0.9, 0.8, 0.7]), sigma=2.0)
+    assert new.tolist() == pytest.approx([0.9, 0.8 * math.exp(-0.25 / 2), 0.7])  # 0.706 > 0.7
+
+
+def test_soft_nms_linear_keeps_an_overlap_equal_to_the_threshold():
+    boxes = torch.tensor([[0.0, 0, 2, 2], [0, 0, 2, 1]])  # IoU exactly 2/4 = 0.5
+    keep, new = soft_nms(boxes, torch.tensor([0.9, 0.8]), iou_threshold=0.5, method="linear")
+    assert keep.tolist() == [0, 1] and new.tolist() == pytest.approx([0.9, 0.8])  # not decayed
+    keep, new = soft_nms(boxes, torch.tensor([0.9, 0.8]), iou_threshold=0.49, method="linear")
+    assert new.tolist() == pytest.approx([0.9, 0.4])  # 0.8 (1 - 0.5)
+
+
+def test_soft_nms_score_threshold_keeps_equal_scores_and_drops_lower_ones():
+    boxes = torch.tensor([[0.0, 0, 2, 2], [5, 5, 7, 7], [10, 10, 12, 12]])  # no overlaps
+    keep, new = soft_nms(boxes, torch.tensor([0.75, 0.5, 0.4]), score_threshold=0.5)
+    assert keep.tolist() == [0, 1] and new.tolist() == [0.75, 0.5]  # 0.5 >= 0.5 stays, 0.4 not
+    keep, new = soft_nms(boxes, torch.tensor([0.3, 0.2, 0.1]), score_threshold=0.5)
+    assert keep.tolist() == [] and keep.dtype == torch.long and new.shape == (0,)
 
 
 def test_soft_nms_gaussian_decay_and_order():

@@ -9,36 +9,37 @@ killed half-way through a write leaves the previous checkpoint intact. Loading u
 from __future__ import annotations
 
 import os
-import tempfile
+import uuid
 from pathlib import Path
 
 import torch
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def atomic_save(obj, path: str | os.PathLike) -> Path:
-    """``torch.save`` to ``path`` through a temporary file and a rename; returns the path."""
+    """``torch.save`` to ``path`` through a temporary file and a rename; returns the path.
+
+    The temporary file is a plain new file (``open(..., "xb")``), so the checkpoint gets the
+    permissions of a direct write (0o666 less the umask), not ``tempfile.mkstemp``'s 0o600.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")  # hidden, in the same folder
+    f = open(tmp, "xb")  # created before the try: the cleanup below always has a file to remove
     try:
-        with os.fdopen(fd, "wb") as f:
+        with f:
             torch.save(obj, f)
             f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp's 0600 -> what open() would have given
+            os.fsync(f.fileno())  # on disk before the rename makes it the checkpoint
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink()
         raise
     return path
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: str = "cpu") -> dict:
-    """Load a checkpoint written by :func:`atomic_save`, safely (``weights_only=True``)."""
+    """Load a checkpoint written by :func:`atomic_save`, safely (``weights_only=True``).
+
+    Passed explicitly: torch < 2.6 (and ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1``) default to False.
+    """
     return torch.load(path, map_location=map_location, weights_only=True)

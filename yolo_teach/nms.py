@@ -6,7 +6,9 @@ removes its near duplicates. Conventions shared by every function here (torchvis
 * boxes are ``xyxy``; a box is suppressed when its overlap with a kept box is **greater than**
   ``iou_threshold`` (equal is kept);
 * the result is the indices of the kept boxes, by decreasing score; equal scores keep the box
-  with the smaller index first.
+  with the smaller index first;
+* boxes of any dtype: overlaps are computed as in ``yolo_teach.boxes`` (float16/bfloat16 in
+  float32, integers in float64); boxes must be ``(N, 4)`` and scores ``(N,)``, else ``ValueError``.
 """
 
 from __future__ import annotations
@@ -14,7 +16,16 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from yolo_teach.boxes import box_iou, distance_box_iou
+from yolo_teach.boxes import box_iou, distance_box_iou, upcast
+
+
+def _check(boxes: Tensor, scores: Tensor, idxs: Tensor | None = None) -> None:
+    """Raise ``ValueError`` unless boxes are ``(N, 4)`` and scores (and class indices) ``(N,)``."""
+    n = boxes.shape[:1]  # (N,)
+    others = [t.shape for t in (scores, idxs) if t is not None]
+    if boxes.shape != (*n, 4) or any(shape != n for shape in others):
+        shapes = [tuple(t.shape) for t in (boxes, scores, idxs) if t is not None]
+        raise ValueError(f"expected boxes (N, 4) and scores, idxs (N,); got shapes {shapes}")
 
 
 def _score_order(scores: Tensor) -> Tensor:
@@ -41,9 +52,16 @@ def nms(boxes: Tensor, scores: Tensor, iou_threshold: float) -> Tensor:
     IoU with it exceeds ``iou_threshold``, repeat. The ``(N, N)`` IoU matrix is computed once, so
     each step is a single vectorised comparison.
     """
-    if boxes.numel() == 0:
-        return torch.empty(0, dtype=torch.long)
+    _check(boxes, scores)
     return _greedy(box_iou(boxes, boxes), _score_order(scores), iou_threshold)
+
+
+def _apart_by_class(boxes: Tensor, idxs: Tensor) -> Tensor:
+    """The offset trick: class c moves by c (span + gap) along x and y; classes cannot overlap."""
+    boxes = upcast(boxes)  # int8 boxes + int8 offsets would overflow
+    gap = 1  # pragma: no mutate -- any gap > 0 keeps the classes apart (1 -> 2 is equivalent)
+    offsets = idxs * (boxes.max() - boxes.min() + gap)  # (N,) one region per class
+    return boxes + offsets[:, None]  # pragma: no mutate -- moving left (-) separates them too
 
 
 def batched_nms(boxes: Tensor, scores: Tensor, idxs: Tensor, iou_threshold: float) -> Tensor:
@@ -52,10 +70,10 @@ def batched_nms(boxes: Tensor, scores: Tensor, idxs: Tensor, iou_threshold: floa
     The offset trick: shift every class to its own region of the plane, far enough that boxes of
     different classes cannot overlap, then run plain NMS once.
     """
-    if boxes.numel() == 0:
+    _check(boxes, scores, idxs)
+    if len(boxes) == 0:  # no boxes, no span to shift by
         return torch.empty(0, dtype=torch.long)
-    offsets = idxs.to(boxes) * (boxes.max() - boxes.min() + 1)  # (N,) one region per class
-    return nms(boxes + offsets[:, None], scores, iou_threshold)
+    return nms(_apart_by_class(boxes, idxs), scores, iou_threshold)
 
 
 def diou_nms(boxes: Tensor, scores: Tensor, iou_threshold: float) -> Tensor:
@@ -64,8 +82,7 @@ def diou_nms(boxes: Tensor, scores: Tensor, iou_threshold: float) -> Tensor:
     Suppress when ``IoU - rho^2/c^2 > iou_threshold``: two boxes whose centres lie far apart are
     more likely two objects, so occluded neighbours survive where plain NMS would drop them.
     """
-    if boxes.numel() == 0:
-        return torch.empty(0, dtype=torch.long)
+    _check(boxes, scores)
     return _greedy(distance_box_iou(boxes, boxes), _score_order(scores), iou_threshold)
 
 
@@ -90,21 +107,19 @@ def soft_nms(
 
     Returns:
         ``(keep, new_scores)``: kept indices in the order they were selected (decreasing decayed
-        score) and their decayed scores, both ``(K,)``.
+        score) and their decayed scores, both ``(K,)``; the scores in float32 for float16 or
+        bfloat16 scores, float64 for integer ones.
     """
     if method not in ("linear", "gaussian"):
         raise ValueError(f"method must be 'linear' or 'gaussian', got {method!r}")
-    if boxes.numel() == 0:
-        return torch.empty(0, dtype=torch.long), torch.empty(0, dtype=scores.dtype)
-    overlap = box_iou(boxes, boxes)
-    current = scores.clone()
-    remaining = torch.ones(len(scores), dtype=torch.bool)
+    _check(boxes, scores)
+    overlap = box_iou(boxes, boxes)  # (N, N)
+    current = upcast(scores)  # (N,) the decayed scores (replaced, never changed in place)
+    remaining = current >= score_threshold  # (N,) boxes still in the running
     keep, kept_scores = [], []
     while remaining.any():
-        masked = torch.where(remaining, current, torch.full_like(current, -float("inf")))
+        masked = torch.where(remaining, current, -torch.inf)
         i = int(torch.argmax(masked))  # first index among equal maxima
-        if current[i] < score_threshold:
-            break
         keep.append(i)
         kept_scores.append(current[i].item())
         remaining[i] = False
@@ -115,4 +130,15 @@ def soft_nms(
             decay = torch.exp(-(iou**2) / sigma)
         current = torch.where(remaining, current * decay, current)
         remaining &= current >= score_threshold
-    return torch.tensor(keep, dtype=torch.long), torch.tensor(kept_scores, dtype=scores.dtype)
+    return torch.tensor(keep, dtype=torch.long), torch.tensor(kept_scores, dtype=current.dtype)
+
+
+def batched_diou_nms(boxes: Tensor, scores: Tensor, idxs: Tensor,
+                     iou_threshold: float) -> Tensor:
+    """:func:`diou_nms` within each class (``idxs (N,)``), by :func:`batched_nms`'s offset
+    trick: boxes of different classes are moved apart, so their IoU is 0 and their DIoU
+    negative, below any threshold in [0, 1]."""
+    _check(boxes, scores, idxs)
+    if len(boxes) == 0:
+        return torch.empty(0, dtype=torch.long)
+    return diou_nms(_apart_by_class(boxes, idxs), scores, iou_threshold)

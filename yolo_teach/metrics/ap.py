@@ -20,14 +20,11 @@ def average_precision(recall, precision, method: str = "coco101") -> float:
     * ``"coco101"`` (COCO): mean of the envelope at recall 0, 0.01, ..., 1, taken at the first
       point whose recall reaches each level (0 beyond the last point), as ``COCOeval`` does.
     """
-    recall = np.asarray(recall, dtype=np.float64)
-    precision = np.asarray(precision, dtype=np.float64)
+    recall, precision = (np.asarray(x, dtype=np.float64) for x in (recall, precision))
     if method == "all_points":
-        r = np.concatenate([[0.0], recall, [1.0]])
-        p = np.concatenate([[0.0], precision, [0.0]])
-        p = np.maximum.accumulate(p[::-1])[::-1]  # envelope: best precision at this recall or beyond
-        steps = np.where(r[1:] != r[:-1])[0]  # where recall changes
-        return float(np.sum((r[steps + 1] - r[steps]) * p[steps + 1]))
+        envelope = np.maximum.accumulate(precision[::-1])[::-1]  # best precision at r or beyond
+        widths = np.diff(np.concatenate([[0.0], recall]))  # recall gained at each point (0: none)
+        return float(np.sum(widths * envelope))
     if method == "voc11":
         levels = np.linspace(0, 1, 11)
         return float(np.mean([precision[recall >= t].max() if (recall >= t).any() else 0.0
@@ -42,6 +39,6 @@ def sample_envelope(recall: np.ndarray, precision: np.ndarray, levels: np.ndarra
     if len(recall) == 0:
         return np.zeros(len(levels))
     envelope = np.maximum.accumulate(precision[::-1])[::-1]
-    idx = np.searchsorted(recall, levels, side="left")
+    idx = np.searchsorted(recall, levels)  # side "left": the first point reaching each level
     inside = idx < len(recall)
     return np.where(inside, envelope[np.minimum(idx, len(recall) - 1)], 0.0)

@@ -6,6 +6,7 @@ over IoU thresholds and area ranges.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -16,7 +17,15 @@ from yolo_teach.metrics.ap import COCO_RECALL_THRESHOLDS, sample_envelope
 def as_numpy(x, dtype, shape_tail=()) -> np.ndarray:
     if hasattr(x, "detach"):
         x = x.detach().cpu().numpy()
-    return np.asarray(x, dtype=dtype).reshape((-1, *shape_tail))
+    x = np.asarray(x, dtype=dtype)
+    rows = x.size // math.prod(shape_tail)  # a flat (4,) is one box, an empty (0,) no box
+    return x.reshape((rows, *shape_tail))
+
+
+def _by_decreasing_score(scores: np.ndarray) -> np.ndarray:
+    """Indices by decreasing score; equal scores keep their order (COCOeval's mergesort)."""
+    stable = "mergesort"  # pragma: no mutate -- NumPy reads "MERGESORT" as the same sort
+    return np.argsort(-scores, kind=stable)
 
 
 def pairwise_iou(dt: np.ndarray, gt: np.ndarray) -> np.ndarray:
@@ -27,7 +36,7 @@ def pairwise_iou(dt: np.ndarray, gt: np.ndarray) -> np.ndarray:
     area_dt = (dt[:, 2] - dt[:, 0]) * (dt[:, 3] - dt[:, 1])
     area_gt = (gt[:, 2] - gt[:, 0]) * (gt[:, 3] - gt[:, 1])
     union = area_dt[:, None] + area_gt[None, :] - inter
-    with np.errstate(divide="ignore", invalid="ignore"):
+    with np.errstate(invalid="ignore"):  # 0 / 0 for two empty boxes
         return np.where(inter > 0, inter / union, 0.0)
 
 
@@ -51,13 +60,14 @@ def match_image(ious, gt_ignore, dt_outside, iou_thresholds):
     D, G = ious.shape
     A, T = gt_ignore.shape[0], len(iou_thresholds)
     thresholds = np.minimum(iou_thresholds, 1 - 1e-10)[None, :, None]  # (1, T, 1)
-    preference = 2.0 * ~gt_ignore[:, None, :]  # (A, 1, G)
+    bonus = 2.0  # pragma: no mutate -- any bonus > 1 puts every regular IoU above every ignored one
+    preference = bonus * ~gt_ignore[:, None, :]  # (A, 1, G)
     taken = np.zeros((A, T, G), dtype=bool)
     matched = np.zeros((A, T, D), dtype=bool)
     ignored = np.zeros((A, T, D), dtype=bool)
     for d in range(D if G else 0):  # with no ground truth nothing can match
         ok = (ious[d] >= thresholds) & ~taken  # (A, T, G) candidates
-        key = np.where(ok, ious[d] + preference, -1.0)
+        key = np.where(ok, ious[d] + preference, -np.inf)
         best = G - 1 - np.argmax(key[..., ::-1], axis=-1)  # (A, T) last maximum
         hit = ok.any(axis=-1)  # (A, T)
         a, t = np.nonzero(hit)
@@ -81,12 +91,12 @@ class ClassMatches:
 
 def match_images(preds, targets, iou_thresholds, area_ranges, max_det):
     """Match every image, class by class; returns ``{label: ClassMatches}``."""
-    lo = np.array([r[0] for r in area_ranges], dtype=np.float64)[:, None]  # (A, 1)
-    hi = np.array([r[1] for r in area_ranges], dtype=np.float64)[:, None]
+    lo = np.array([r[0] for r in area_ranges])[:, None]  # (A, 1)
+    hi = np.array([r[1] for r in area_ranges])[:, None]
     results: dict[int, ClassMatches] = {}
     for pred, target in zip(preds, targets, strict=True):
         dt_scores = as_numpy(pred["scores"], np.float64)
-        by_score = np.argsort(-dt_scores, kind="mergesort")  # stable: ties keep input order
+        by_score = _by_decreasing_score(dt_scores)
         dt_scores = dt_scores[by_score]
         dt_boxes = as_numpy(pred["boxes"], np.float64, (4,))[by_score]
         dt_labels = as_numpy(pred["labels"], np.int64)[by_score]
@@ -103,24 +113,23 @@ def match_images(preds, targets, iou_thresholds, area_ranges, max_det):
             gt_ignore = (gt_area[None] < lo) | (gt_area[None] > hi)  # (A, G)
             dt_outside = (dt_area[None] < lo) | (dt_area[None] > hi)  # (A, D)
             matched, ignored = match_image(ious, gt_ignore, dt_outside, iou_thresholds)
-            res = results.setdefault(
-                int(label), ClassMatches([], [], [], [], np.zeros(len(area_ranges), np.int64)))
+            res = results.setdefault(int(label), ClassMatches([], [], [], [], 0))
             res.scores.append(dt_scores[dt_idx])
             res.matched.append(matched)
             res.ignored.append(ignored)
             res.best_iou.append(ious.max(axis=1) if len(gt_idx) else np.zeros(len(dt_idx)))
-            res.num_regular_gt += (~gt_ignore).sum(axis=1)
+            res.num_regular_gt += (~gt_ignore).sum(axis=1)  # 0 + (A,) counts on first sight
     return results
 
 
 def accumulate(res: ClassMatches, max_det: int):
     """Precision at the 101 recall levels ``(A, T, R)`` and final recall ``(A, T)`` of one class."""
     scores = np.concatenate([s[:max_det] for s in res.scores])
-    order = np.argsort(-scores, kind="mergesort")  # all images together, by decreasing score
+    order = _by_decreasing_score(scores)  # all images together
     matched = np.concatenate([m[..., :max_det] for m in res.matched], axis=-1)[..., order]
     ignored = np.concatenate([g[..., :max_det] for g in res.ignored], axis=-1)[..., order]
-    tp = np.cumsum(matched & ~ignored, axis=-1, dtype=np.float64)  # (A, T, D)
-    fp = np.cumsum(~matched & ~ignored, axis=-1, dtype=np.float64)
+    tp = np.cumsum(matched & ~ignored, axis=-1)  # (A, T, D) counts
+    fp = np.cumsum(~matched & ~ignored, axis=-1)
     A, T, _ = matched.shape
     precision = -np.ones((A, T, len(COCO_RECALL_THRESHOLDS)))
     recall = -np.ones((A, T))
