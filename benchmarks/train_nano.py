@@ -30,6 +30,7 @@ RUNS = {  # model -> assignment rules worth comparing
     "yolov2-nano": ("single", "neighbours"),
     "yolov3-nano": ("single", "multi", "neighbours"),
     "yolov4-nano": ("multi", "neighbours"),
+    "yolov4-nano-mish": ("multi", "neighbours"),
     "yolov4-tiny-nano": ("single", "neighbours"),
 }
 

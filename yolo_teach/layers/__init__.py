@@ -3,11 +3,18 @@
 - :mod:`~yolo_teach.layers.conv`: ``ConvBNAct``, Darknet's leaky ReLU, the residual block,
   reorg, the stride-1 max-pool, the objectness bias initialisation;
 - :mod:`~yolo_teach.layers.darknet`: Darknet-53's residual stages and YOLOv3's conv sets;
-- :mod:`~yolo_teach.layers.heads`: the anchor head (3x3 conv, linear 1x1 conv per scale).
+- :mod:`~yolo_teach.layers.heads`: the anchor head (3x3 conv, linear 1x1 conv per scale);
+- :mod:`~yolo_teach.layers.activations`: Mish and its memory-saving twin (YOLOv4 §3.4);
+- :mod:`~yolo_teach.layers.csp`: cross-stage-partial stages and blocks (CSPNet, YOLOv4 §3.1);
+- :mod:`~yolo_teach.layers.spp`: SPP(5, 9, 13) and SPPF (YOLOv4 §3.4);
+- :mod:`~yolo_teach.layers.attention`: YOLOv4's point-wise SAM (§3.4);
+- :mod:`~yolo_teach.layers.regularization`: DropBlock and class label smoothing (§3.4).
 
 Models import their blocks from here, never from another model file.
 """
 
+from yolo_teach.layers.activations import MemoryEfficientMish, Mish, activation_cost
+from yolo_teach.layers.attention import SAM
 from yolo_teach.layers.conv import (
     ConvBNAct,
     DarknetLeaky,
@@ -16,11 +23,26 @@ from yolo_teach.layers.conv import (
     Reorg,
     init_objectness_bias_,
 )
+from yolo_teach.layers.csp import ChannelSplit, CSPBlock, CSPStage, TinyCSPBlock
 from yolo_teach.layers.darknet import ConvSet, DarknetStage
 from yolo_teach.layers.heads import AnchorHead
+from yolo_teach.layers.regularization import DropBlock2d, smooth_labels
+from yolo_teach.layers.spp import SPP, SPPF
 
 __all__ = [
+    "SAM",
+    "SPP",
+    "SPPF",
     "AnchorHead",
+    "CSPBlock",
+    "CSPStage",
+    "ChannelSplit",
+    "DropBlock2d",
+    "MemoryEfficientMish",
+    "Mish",
+    "TinyCSPBlock",
+    "activation_cost",
+    "smooth_labels",
     "ConvBNAct",
     "ConvSet",
     "DarknetLeaky",

@@ -11,6 +11,9 @@ factory            network                                     output per image
 ``yolov2_tiny()``  yolov2-tiny-voc.cfg                          (125, 13, 13)
 ``yolov3()``       yolov3.cfg, 416 px, 80 classes               (255, 52|26|13, ...) strides 8-32
 ``yolov3_tiny()``  yolov3-tiny.cfg                              (255, 26|13, ...) strides 16, 32
+``cspdarknet53()`` csdarknet53-omega.cfg classifier, 256 px       (1000,)
+``yolov4()``       yolov4.cfg, 416 px, 80 classes               (255, 52|26|13, ...) strides 8-32
+``yolov4_tiny()``  yolov4-tiny.cfg                              (255, 26|13, ...) strides 16, 32
 ``*_nano()``       same classes, thin and shallow, 128-256 px   same layout
 =================  ==========================================  ===============================
 """
@@ -41,6 +44,17 @@ from yolo_teach.models.yolov3 import (
     yolov3_nano,
     yolov3_tiny,
 )
+from yolo_teach.models.yolov4 import (
+    YOLOv4,
+    YOLOv4Config,
+    YOLOv4Tiny,
+    YOLOv4TinyConfig,
+    cspdarknet53,
+    yolov4,
+    yolov4_nano,
+    yolov4_tiny,
+    yolov4_tiny_nano,
+)
 
 __all__ = [
     "LayerRow",
@@ -55,7 +69,12 @@ __all__ = [
     "YOLOv3Config",
     "YOLOv3Tiny",
     "YOLOv3TinyConfig",
+    "YOLOv4",
+    "YOLOv4Config",
+    "YOLOv4Tiny",
+    "YOLOv4TinyConfig",
     "count_flops",
+    "cspdarknet53",
     "count_parameters",
     "summary",
     "yolov1",
@@ -66,4 +85,8 @@ __all__ = [
     "yolov3",
     "yolov3_nano",
     "yolov3_tiny",
+    "yolov4",
+    "yolov4_nano",
+    "yolov4_tiny",
+    "yolov4_tiny_nano",
 ]
