@@ -30,6 +30,7 @@ RUNS = {  # "model:assign" -> epochs of 2,000 shapes images
     "yolov2-nano:neighbours": 12,
     "yolov3-nano:single": 12,
     "yolov3-nano:neighbours": 12,
+    "yolov4-nano:multi": 12,
 }
 DATA_OPTIONS = {"yolov1-nano:single": EASY_SHAPES}  # the others: the default scenes
 

@@ -30,3 +30,17 @@ def test_box_dataset_normalises_arrays_and_names():
     assert sub.meta == {"hu": ["slice1"], "spacing": 0.7}
     with pytest.raises(ValueError, match="differ in length"):
         BoxDataset(images=[], boxes=[[]], labels=[], class_names=[])
+
+
+def test_as_numpy_is_the_one_conversion():
+    import numpy as np
+    import torch
+
+    from yolo_teach.utils import as_numpy
+
+    t = torch.tensor([[1.0, 2, 3, 4]], requires_grad=True)
+    assert as_numpy(t).tolist() == [[1, 2, 3, 4]] and as_numpy(t).dtype == np.float64
+    assert as_numpy([1, 2], np.int64).dtype == np.int64
+    assert as_numpy(np.zeros(0), np.float64, (4,)).shape == (0, 4)  # no box
+    assert as_numpy([1, 2, 3, 4], np.float64, (4,)).shape == (1, 4)  # one flat box
+    assert as_numpy(torch.tensor(0.5), np.float64, ()).shape == (1,)  # a scalar score

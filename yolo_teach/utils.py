@@ -7,6 +7,7 @@ checked with assertions, not exact comparisons).
 
 from __future__ import annotations
 
+import math
 import os
 import random
 
@@ -43,3 +44,19 @@ def setup(seed: int = 0, threads: int = 2) -> dict:
     # read uninitialised memory, so keep determinism and skip the filling.
     torch.utils.deterministic.fill_uninitialized_memory = False
     return {"seed": seed, "threads": threads, "torch": torch.__version__}
+
+
+def as_numpy(x, dtype=np.float64, shape_tail: tuple[int, ...] | None = None) -> np.ndarray:
+    """A torch tensor (detached, on the CPU), NumPy array or nested sequence as a NumPy array.
+
+    With ``shape_tail`` the result is reshaped to ``(rows, *shape_tail)``: ``(4,)`` makes a flat
+    ``(4,)`` box one row and an empty ``(0,)`` no row; ``()`` flattens.
+    """
+    if hasattr(x, "detach"):
+        x = x.detach().cpu().numpy()
+    x = np.asarray(x, dtype=dtype)
+    if shape_tail is None:
+        return x
+    rows = x.size // math.prod(shape_tail)
+    return x.reshape((rows, *shape_tail))
+

@@ -13,7 +13,8 @@ from yolo_teach.metrics.ap import (
     COCO_MAX_DETS,
     COCO_RECALL_THRESHOLDS,
 )
-from yolo_teach.metrics.matching import accumulate, as_numpy, match_images
+from yolo_teach.metrics.matching import accumulate, match_images
+from yolo_teach.utils import as_numpy
 
 
 def _mean_valid(x: np.ndarray) -> float:
@@ -74,15 +75,15 @@ def to_coco(preds: list[dict], targets: list[dict]) -> tuple[dict, list[dict]]:
     for image_id, (pred, target) in enumerate(zip(preds, targets, strict=True), start=1):
         images.append({"id": image_id})
         gt_boxes = as_numpy(target["boxes"], np.float64, (4,))
-        for box, label in zip(gt_boxes, as_numpy(target["labels"], np.int64), strict=True):
+        for box, label in zip(gt_boxes, as_numpy(target["labels"], np.int64, ()), strict=True):
             w, h = box[2] - box[0], box[3] - box[1]
             annotations.append({"id": len(annotations) + 1, "image_id": image_id,
                                 "category_id": int(label), "bbox": [box[0], box[1], w, h],
                                 "area": w * h, "iscrowd": 0})
             labels.add(int(label))
         dt_boxes = as_numpy(pred["boxes"], np.float64, (4,))
-        for box, score, label in zip(dt_boxes, as_numpy(pred["scores"], np.float64),
-                                     as_numpy(pred["labels"], np.int64), strict=True):
+        for box, score, label in zip(dt_boxes, as_numpy(pred["scores"], np.float64, ()),
+                                     as_numpy(pred["labels"], np.int64, ()), strict=True):
             results.append({"image_id": image_id, "category_id": int(label), "score": score,
                             "bbox": [box[0], box[1], box[2] - box[0], box[3] - box[1]]})
             labels.add(int(label))

@@ -6,20 +6,12 @@ over IoU thresholds and area ranges.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
 
 from yolo_teach.metrics.ap import COCO_RECALL_THRESHOLDS, sample_envelope
-
-
-def as_numpy(x, dtype, shape_tail=()) -> np.ndarray:
-    if hasattr(x, "detach"):
-        x = x.detach().cpu().numpy()
-    x = np.asarray(x, dtype=dtype)
-    rows = x.size // math.prod(shape_tail)  # a flat (4,) is one box, an empty (0,) no box
-    return x.reshape((rows, *shape_tail))
+from yolo_teach.utils import as_numpy
 
 
 def _by_decreasing_score(scores: np.ndarray) -> np.ndarray:
@@ -95,13 +87,13 @@ def match_images(preds, targets, iou_thresholds, area_ranges, max_det):
     hi = np.array([r[1] for r in area_ranges])[:, None]
     results: dict[int, ClassMatches] = {}
     for pred, target in zip(preds, targets, strict=True):
-        dt_scores = as_numpy(pred["scores"], np.float64)
+        dt_scores = as_numpy(pred["scores"], np.float64, ())
         by_score = _by_decreasing_score(dt_scores)
         dt_scores = dt_scores[by_score]
         dt_boxes = as_numpy(pred["boxes"], np.float64, (4,))[by_score]
-        dt_labels = as_numpy(pred["labels"], np.int64)[by_score]
+        dt_labels = as_numpy(pred["labels"], np.int64, ())[by_score]
         gt_boxes = as_numpy(target["boxes"], np.float64, (4,))
-        gt_labels = as_numpy(target["labels"], np.int64)
+        gt_labels = as_numpy(target["labels"], np.int64, ())
         ious_all = pairwise_iou(dt_boxes, gt_boxes)  # (D_all, G_all), once per image
         dt_area_all = (dt_boxes[:, 2] - dt_boxes[:, 0]) * (dt_boxes[:, 3] - dt_boxes[:, 1])
         gt_area_all = (gt_boxes[:, 2] - gt_boxes[:, 0]) * (gt_boxes[:, 3] - gt_boxes[:, 1])

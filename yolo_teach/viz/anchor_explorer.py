@@ -39,7 +39,8 @@ from yolo_teach.losses.assign import (
     describe_assignment,
 )
 from yolo_teach.losses.recipes import MULTI_ANCHOR_IOU
-from yolo_teach.viz.draw import as_numpy, class_color, class_legend, draw_boxes, draw_canvas
+from yolo_teach.utils import as_numpy
+from yolo_teach.viz.draw import class_color, class_legend, draw_boxes, draw_canvas
 from yolo_teach.viz.prediction_explorer import hwc_image
 from yolo_teach.viz.widgets import show_figure
 

@@ -23,6 +23,8 @@ from matplotlib.colors import to_rgb
 from matplotlib.lines import Line2D
 from matplotlib.patches import Rectangle
 
+from yolo_teach.utils import as_numpy
+
 # Okabe & Ito (2008) colour-blind-safe colours (black left out: invisible on dark images),
 # followed by tab10 colours that differ from them.
 CLASS_COLORS = (
@@ -44,13 +46,6 @@ CANVAS_COLOR = "#EDEDED"
 def class_color(label: int) -> str:
     """The colour of class ``label`` (the palette repeats after ``len(CLASS_COLORS)`` classes)."""
     return CLASS_COLORS[int(label) % len(CLASS_COLORS)]
-
-
-def as_numpy(x, dtype=np.float64) -> np.ndarray:
-    """A torch tensor, NumPy array or nested sequence as a NumPy array (on the CPU, detached)."""
-    if hasattr(x, "detach"):
-        x = x.detach().cpu().numpy()
-    return np.asarray(x, dtype=dtype)
 
 
 def draw_canvas(ax: Axes, size: tuple[int, int] | None = None, image=None,

@@ -32,7 +32,7 @@ from yolo_teach.boxes import (
     generalized_box_iou,
     generalized_box_iou_loss,
 )
-from yolo_teach.viz.draw import as_numpy
+from yolo_teach.utils import as_numpy
 
 IOU_FAMILY = ("iou", "giou", "diou", "ciou")
 IOU_FAMILY_NAMES = {"iou": "IoU", "giou": "GIoU", "diou": "DIoU", "ciou": "CIoU"}

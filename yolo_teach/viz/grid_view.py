@@ -20,7 +20,8 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.patches import Rectangle
 
-from yolo_teach.viz.draw import as_numpy, class_color, draw_boxes, draw_canvas
+from yolo_teach.utils import as_numpy
+from yolo_teach.viz.draw import class_color, draw_boxes, draw_canvas
 
 LOST_COLOR = "#D62728"
 

@@ -29,7 +29,8 @@ from matplotlib.figure import Figure
 
 from yolo_teach.metrics import detection_report, mean_average_precision
 from yolo_teach.nms import batched_nms
-from yolo_teach.viz.draw import as_numpy, class_color, class_legend, draw_boxes, draw_canvas
+from yolo_teach.utils import as_numpy
+from yolo_teach.viz.draw import class_color, class_legend, draw_boxes, draw_canvas
 from yolo_teach.viz.widgets import _as_tensor, show_figure
 
 

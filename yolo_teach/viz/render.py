@@ -11,7 +11,8 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
-from yolo_teach.viz.draw import as_numpy, box_text, class_color
+from yolo_teach.utils import as_numpy
+from yolo_teach.viz.draw import box_text, class_color
 
 
 def _rgb(hex_color: str) -> tuple[int, int, int]:

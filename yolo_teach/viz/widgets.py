@@ -25,9 +25,9 @@ from matplotlib.figure import Figure
 
 from yolo_teach.boxes import box_convert, box_iou
 from yolo_teach.nms import batched_nms, diou_nms, nms, soft_nms
+from yolo_teach.utils import as_numpy
 from yolo_teach.viz.draw import (
     SUPPRESSED_COLOR,
-    as_numpy,
     class_legend,
     draw_boxes,
     draw_canvas,
