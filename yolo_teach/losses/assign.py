@@ -126,7 +126,7 @@ class SingleAnchorAssigner:
         predictions per scale ``(B, A, H, W, 5+K)`` (boxes ``xyxy`` pixels, then probabilities),
         which these static rules ignore. Returns one assignment per scale."""
         iou, scale_of, anchor_of = _shape_iou(targets, anchors)
-        best = iou.argmax(1) if len(targets) else iou.new_zeros(0, dtype=torch.long)  # (M,)
+        best = iou.argmax(1)  # (M,), empty without targets
         pairs = torch.stack([torch.arange(len(targets), device=targets.device), best], 1)
         return _assign_pairs(targets, pairs, scale_of, anchor_of, strides, grid_sizes)
 
