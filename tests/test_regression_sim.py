@@ -31,6 +31,7 @@ from yolo_teach.viz.regression_view import (  # noqa: E402
     plot_final_error_map,
     plot_regression_errors,
     plot_regression_example,
+    plot_simulation_setting,
 )
 
 UNIT_TARGET = torch.tensor([[9.5, 9.5, 10.5, 10.5]], dtype=torch.float64)  # cxcywh (10, 10, 1, 1)
@@ -210,3 +211,14 @@ def test_pictures_draw():
     run = simulate_regression(REGRESSION_LOSSES["DIoU"], anchors, targets, iterations=3)
     ax = plot_final_error_map(run.final_error, num_points=3, ax=Figure().add_subplot())
     assert len(ax.collections) == 1
+
+
+def test_setting_picture_shows_targets_points_and_49_shapes():
+    fig = Figure()
+    left, right = plot_simulation_setting(num_points=12, axes=fig.subplots(1, 2))
+    assert len(left.patches) == 7 + 1  # the seven targets and the disc
+    assert len(left.collections) == 1 and left.collections[0].get_offsets().shape == (12, 2)
+    assert len(right.patches) == 49  # 7 areas × 7 aspect ratios
+    # each slot holds one shape: area w·h equals the row's area (e.g. row 6: area 2)
+    areas = sorted(round(p.get_width() * p.get_height(), 6) for p in right.patches)
+    assert areas == sorted(round(a, 6) for a in ANCHOR_AREAS for _ in ASPECT_RATIOS)

@@ -14,14 +14,19 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.colors import to_rgb
-from matplotlib.patches import Rectangle
+from matplotlib.patches import Circle, Rectangle
 
 from yolo_teach.boxes import box_convert
 from yolo_teach.losses.regression_sim import (
+    ANCHOR_AREAS,
+    ASPECT_RATIOS,
     REGRESSION_LOSSES,
+    TARGET_CENTRE,
+    box_size,
     error_per_point,
     regression_trajectories,
     simulation_points,
+    simulation_targets,
 )
 from yolo_teach.viz.draw import as_numpy
 from yolo_teach.viz.geometry import IOU_FAMILY_COLORS
@@ -33,6 +38,55 @@ TARGET_COLOR = "#444444"  # not geometry's green ground truth: green is DIoU's c
 # IoU loss gives it no gradient at all (all four numbers are cx, cy, w, h).
 EXAMPLE_TARGET_CXCYWH = (10.0, 10.0, 1.0, 1.0)
 EXAMPLE_ANCHOR_CXCYWH = (11.8, 12.0, 1.41, 0.71)
+
+
+def plot_simulation_setting(num_points: int = 50, radius: float = 3.0, seed: int = 0,
+                            axes: Sequence[Axes] | None = None, *,
+                            fontsize: float = 8) -> list[Axes]:
+    """The setting of Algorithm 1 in two panels.
+
+    Left: the seven targets (area 1, w:h from 1:4 to 4:1, all centred at (10, 10)) and the
+    ``num_points`` anchor centres in the disc of ``radius`` (the same points as
+    :func:`~yolo_teach.losses.regression_sim.simulation_boxes` with that ``seed``). Right: the 49
+    anchor shapes placed at every one of those centres, 7 areas (rows) × 7 aspect ratios
+    (columns), each drawn in its own slot of a table so that none hides another.
+    """
+    if axes is None:
+        fig = plt.figure(figsize=(7.6, 3.5))
+        axes = fig.subplots(1, 2)
+    ax_targets, ax_shapes = axes
+    for target in simulation_targets().numpy():  # (7, 4)
+        _draw_box(ax_targets, target, TARGET_COLOR, 0.9, 1.2)
+    ax_targets.add_patch(Circle(TARGET_CENTRE, radius, fill=False, linestyle=":",
+                                edgecolor=TARGET_COLOR))
+    points = simulation_points(num_points, radius, seed).numpy()  # (P, 2)
+    ax_targets.scatter(points[:, 0], points[:, 1], s=6, color=LOSS_COLORS["IoU"], zorder=3)
+    span = radius + 0.3
+    ax_targets.set_xlim(TARGET_CENTRE[0] - span, TARGET_CENTRE[0] + span)
+    ax_targets.set_ylim(TARGET_CENTRE[1] + span, TARGET_CENTRE[1] - span)  # image coordinates
+    ax_targets.set_aspect("equal")
+    ax_targets.set_title(f"7 targets and {num_points} anchor centres", fontsize=fontsize + 1)
+
+    slot = 3.0  # wider than the longest side, √(2 · 4) ≈ 2.83 (area 2, ratio 4:1)
+    for row, area in enumerate(ANCHOR_AREAS):
+        for col, ratio in enumerate(ASPECT_RATIOS):
+            w, h = box_size(area, ratio)
+            cx, cy = col * slot, row * slot
+            _draw_box(ax_shapes, (cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2),
+                      LOSS_COLORS["IoU"], 1.0, 1.0)
+    ax_shapes.set_xticks([c * slot for c in range(len(ASPECT_RATIOS))],
+                         [f"{r:.2g}" for r in ASPECT_RATIOS])
+    ax_shapes.set_yticks([r * slot for r in range(len(ANCHOR_AREAS))],
+                         [f"{a:g}" for a in ANCHOR_AREAS])
+    ax_shapes.set_xlim(-slot / 2, (len(ASPECT_RATIOS) - 0.5) * slot)
+    ax_shapes.set_ylim((len(ANCHOR_AREAS) - 0.5) * slot, -slot / 2)
+    ax_shapes.set_aspect("equal")
+    ax_shapes.set_xlabel("aspect ratio w / h", fontsize=fontsize)
+    ax_shapes.set_ylabel("area", fontsize=fontsize)
+    ax_shapes.set_title("49 anchor shapes at every centre", fontsize=fontsize + 1)
+    for ax in axes:
+        ax.tick_params(labelsize=fontsize - 1)
+    return list(axes)
 
 
 def plot_regression_errors(curves: Mapping[str, np.ndarray], ax: Axes | None = None, *,
