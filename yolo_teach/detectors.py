@@ -13,9 +13,9 @@ The ``assign`` rules and what they select are listed in :mod:`yolo_teach.losses.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from functools import partial
+from functools import partial, wraps
 
 import numpy as np
 import torch
@@ -24,7 +24,14 @@ from torch import Tensor, nn
 from yolo_teach.decode import decode_anchor_maps, predict
 from yolo_teach.losses import YOLOLoss
 from yolo_teach.nms import batched_nms
-from yolo_teach.registry import DetectorSpec, assignment_rules, detector_names, get_spec
+from yolo_teach.registry import (
+    AnchorSet,
+    DetectorSpec,
+    assignment_rules,
+    detector_names,
+    get_spec,
+    register,
+)
 
 
 @dataclass
@@ -129,6 +136,21 @@ def anchor_head(spec: DetectorSpec, model: nn.Module, num_classes: int, img_size
     return criterion, decoder, anchors
 
 
+def register_anchor_models(models: Sequence[tuple[str, Callable, int]], anchors: AnchorSet,
+                           rules: dict, **spec_options) -> None:
+    """Register anchor-based models that share anchors and rules: ``models`` lists
+    ``(name, factory(num_classes), reference img_size)``; ``spec_options`` are further
+    :class:`~yolo_teach.registry.DetectorSpec` fields (``default_rule``, ``nms``...)."""
+    for name, factory, img_size in models:
+        @wraps(factory)  # keeps the factory's module: the model file owns the name
+        def make_model(num_classes: int, img_size: int, factory=factory) -> nn.Module:
+            return factory(num_classes)
+
+        register(DetectorSpec(name=name, make_model=make_model, make_head=anchor_head,
+                              img_size=img_size, anchors=anchors, rules=rules,
+                              description=factory.__doc__.splitlines()[0], **spec_options))
+
+
 # --------------------------------------------------------------------------------------------
 # Building
 # --------------------------------------------------------------------------------------------
@@ -168,5 +190,6 @@ __all__ = [
     "build_detector",
     "detector_names",
     "official_anchors",
+    "register_anchor_models",
     "split_anchors",
 ]

@@ -52,6 +52,7 @@ from yolo_teach.models.yolov4 import (
     cspdarknet53,
     yolov4,
     yolov4_nano,
+    yolov4_nano_mish,
     yolov4_tiny,
     yolov4_tiny_nano,
 )
@@ -87,6 +88,7 @@ __all__ = [
     "yolov3_tiny",
     "yolov4",
     "yolov4_nano",
+    "yolov4_nano_mish",
     "yolov4_tiny",
     "yolov4_tiny_nano",
 ]

@@ -26,11 +26,11 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from yolo_teach.detectors import anchor_head
+from yolo_teach.detectors import register_anchor_models
 from yolo_teach.layers import ConvBNAct, MaxPoolStride1, Reorg, init_objectness_bias_
 from yolo_teach.losses.recipes import darknet_rules
 from yolo_teach.losses.terms import SoftmaxClassLoss, objectness_iou
-from yolo_teach.registry import AnchorSet, DetectorSpec, register
+from yolo_teach.registry import AnchorSet
 
 STRIDE = 32  # one output map, 13 x 13 for a 416 px input
 INPUT_SIZE = 416  # yolov2-voc.cfg width and height
@@ -250,17 +250,6 @@ def yolov2_nano(num_classes: int = 20) -> YOLOv2:
 # --------------------------------------------------------------------------------------------
 # Registration: the names, with the anchors, rules and input size declared above
 # --------------------------------------------------------------------------------------------
-for _name, _factory, _anchors, _size in (
-    ("yolov2", yolov2, ANCHORS, INPUT_SIZE),
-    ("yolov2-tiny", yolov2_tiny, TINY_ANCHORS, INPUT_SIZE),
-    ("yolov2-nano", yolov2_nano, ANCHORS, 128),
-):
-    register(DetectorSpec(
-        name=_name,
-        make_model=lambda num_classes, img_size, f=_factory: f(num_classes),
-        make_head=anchor_head,
-        img_size=_size,
-        anchors=_anchors,
-        rules=RULES,
-        description=_factory.__doc__.splitlines()[0],
-    ))
+register_anchor_models([("yolov2", yolov2, INPUT_SIZE), ("yolov2-nano", yolov2_nano, 128)],
+                       ANCHORS, RULES)
+register_anchor_models([("yolov2-tiny", yolov2_tiny, INPUT_SIZE)], TINY_ANCHORS, RULES)

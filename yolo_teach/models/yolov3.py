@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from yolo_teach.detectors import anchor_head
+from yolo_teach.detectors import register_anchor_models
 from yolo_teach.layers import (
     AnchorHead,
     ConvBNAct,
@@ -35,7 +35,7 @@ from yolo_teach.layers import (
     init_objectness_bias_,
 )
 from yolo_teach.losses.recipes import darknet_rules
-from yolo_teach.registry import AnchorSet, DetectorSpec, register
+from yolo_teach.registry import AnchorSet
 
 STRIDES = (8, 16, 32)  # output order of YOLOv3.forward
 INPUT_SIZE = 416  # yolov3.cfg width and height; the anchors below are pixels at this size
@@ -266,17 +266,7 @@ def yolov3_nano(num_classes: int = 80) -> YOLOv3:
 # --------------------------------------------------------------------------------------------
 # Registration: the names, with the anchors, rules and input size declared above
 # --------------------------------------------------------------------------------------------
-for _name, _factory, _anchors, _size in (
-    ("yolov3", yolov3, ANCHORS, INPUT_SIZE),
-    ("yolov3-tiny", yolov3_tiny, TINY_ANCHORS, INPUT_SIZE),
-    ("yolov3-nano", yolov3_nano, ANCHORS, 128),
-):
-    register(DetectorSpec(
-        name=_name,
-        make_model=lambda num_classes, img_size, f=_factory: f(num_classes),
-        make_head=anchor_head,
-        img_size=_size,
-        anchors=_anchors,
-        rules=darknet_rules(),  # YOLOv3 §2: the faithful rule is Darknet's [yolo] loss
-        description=_factory.__doc__.splitlines()[0],
-    ))
+# YOLOv3 §2: the faithful rule is Darknet's [yolo] loss
+register_anchor_models([("yolov3", yolov3, INPUT_SIZE), ("yolov3-nano", yolov3_nano, 128)],
+                       ANCHORS, darknet_rules())
+register_anchor_models([("yolov3-tiny", yolov3_tiny, INPUT_SIZE)], TINY_ANCHORS, darknet_rules())

@@ -38,7 +38,7 @@ from torch import nn
 
 from yolo_teach.boxes import complete_box_iou_loss
 from yolo_teach.decode import GridSensitiveBoxCoder
-from yolo_teach.detectors import anchor_head
+from yolo_teach.detectors import register_anchor_models
 from yolo_teach.layers.activations import Mish
 from yolo_teach.layers.conv import ConvBNAct, DarknetLeaky, init_objectness_bias_
 from yolo_teach.layers.csp import CSPStage, TinyCSPBlock
@@ -48,7 +48,7 @@ from yolo_teach.layers.spp import SPP
 from yolo_teach.losses.recipes import darknet_rules
 from yolo_teach.losses.terms import IoUBoxLoss
 from yolo_teach.nms import batched_diou_nms
-from yolo_teach.registry import AnchorSet, DetectorSpec, register
+from yolo_teach.registry import AnchorSet
 
 # ---- YOLOv4 (yolov4.cfg) -------------------------------------------------------------------
 STRIDES = (8, 16, 32)  # output order of YOLOv4.forward
@@ -439,41 +439,21 @@ def yolov4_rules(scale_x_y: tuple[float, ...]) -> dict:
     )
 
 
-def _yolov4_nano_mish(num_classes: int = 80) -> YOLOv4:
+def yolov4_nano_mish(num_classes: int = 80) -> YOLOv4:
     """The nano YOLOv4 with the paper's Mish in its backbone (1.35x the step time on a CPU)."""
     return YOLOv4(replace(yolov4_nano(num_classes).cfg, backbone_act=Mish))
 
 
 # NOTE(paper): yolov4.cfg sets nms_kind=greedynms (plain NMS); the paper's detector lists
 # DIoU-NMS among its bag of specials (§3.4), which we use.
-for _name, _factory, _size in (
-    ("yolov4", yolov4, INPUT_SIZE),
-    ("yolov4-nano", yolov4_nano, NANO_INPUT_SIZE),
-    ("yolov4-nano-mish", _yolov4_nano_mish, NANO_INPUT_SIZE),
-):
-    register(DetectorSpec(
-        name=_name,
-        make_model=lambda num_classes, img_size, f=_factory: f(num_classes),
-        make_head=anchor_head,
-        img_size=_size,
-        anchors=ANCHORS,
-        rules=yolov4_rules(SCALE_X_Y),
-        default_rule="multi",  # iou_thresh=0.213
-        nms=batched_diou_nms,
-        description=_factory.__doc__.splitlines()[0],
-    ))
+register_anchor_models(
+    [("yolov4", yolov4, INPUT_SIZE), ("yolov4-nano", yolov4_nano, NANO_INPUT_SIZE),
+     ("yolov4-nano-mish", yolov4_nano_mish, NANO_INPUT_SIZE)],
+    ANCHORS, yolov4_rules(SCALE_X_Y), default_rule="multi", nms=batched_diou_nms,
+)  # default rule: iou_thresh=0.213
 # yolov4-tiny.cfg has no iou_thresh: one anchor per truth ("single")
-for _name, _factory, _size in (
-    ("yolov4-tiny", yolov4_tiny, TINY_INPUT_SIZE),
-    ("yolov4-tiny-nano", yolov4_tiny_nano, NANO_INPUT_SIZE),
-):
-    register(DetectorSpec(
-        name=_name,
-        make_model=lambda num_classes, img_size, f=_factory: f(num_classes),
-        make_head=anchor_head,
-        img_size=_size,
-        anchors=TINY_ANCHORS,
-        rules=yolov4_rules(TINY_SCALE_X_Y),
-        nms=batched_diou_nms,
-        description=_factory.__doc__.splitlines()[0],
-    ))
+register_anchor_models(
+    [("yolov4-tiny", yolov4_tiny, TINY_INPUT_SIZE),
+     ("yolov4-tiny-nano", yolov4_tiny_nano, NANO_INPUT_SIZE)],
+    TINY_ANCHORS, yolov4_rules(TINY_SCALE_X_Y), nms=batched_diou_nms,
+)
