@@ -5,7 +5,7 @@ Prints one JSON line per row: ``row``, ``changes`` (from the base), ``seed``, ``
 ``train_seconds``, ``images_per_second``, ``map_50``, ``map``.
 
     python benchmarks/ablate_yolov4.py                        # every row, seed 0
-    python benchmarks/ablate_yolov4.py --rows base -IT --steps 500 --seeds 0 1
+    python benchmarks/ablate_yolov4.py --rows base "no IT" --steps 500 --seeds 0 1
 
 The base is ``yolov4-nano`` as registered (yolov4.cfg's loss: IT, S and CIoU) with the short-run
 recipe (light augmentation, cosine schedule) and the official anchors. Each row removes one of
@@ -13,13 +13,13 @@ the cfg's freebies or adds one more (YOLOv4 §3.3-3.4, Table 4's letters):
 
 ==============  =============================================================================
 base            multi-anchor IT (IoU > 0.213), grid sensitivity S (1.2, 1.1, 1.05), CIoU x 0.07
--IT             one anchor per truth (the best)
--S              YOLOv2's coding (a centre reaches its cell's border only at t = +-infinity)
--CIoU           YOLOv3's sum-squared error on the coded box instead of CIoU
+no IT           one anchor per truth (the best)
+no S            YOLOv2's coding (a centre reaches its cell's border only at t = +-infinity)
+no CIoU         YOLOv3's sum-squared error on the coded box instead of CIoU
 +M              Mosaic (with the affine jitter of the "full" augmentation)
 +LS             class label smoothing (epsilon = 0.1)
 +OA             optimized anchors (k-means on the training boxes)
-YOLOv3 loss     -IT, -S and -CIoU together: YOLOv3's loss on YOLOv4's network
+YOLOv3 loss     no IT, no S and no CIoU together: YOLOv3's loss on YOLOv4's network
 ==============  =============================================================================
 
 Not measured here: CmBN and dynamic mini-batch size (batch statistics tricks for large GPU
@@ -44,9 +44,9 @@ V3_LOSS = {"coder": YOLOv2BoxCoder(), "box_loss": CodedBoxSSE(), "box_gain": 1.0
 BASE = {"assign": "multi", "anchors": "official", "augment": "light", "loss": {}}
 ROWS = {
     "base": {},
-    "-IT": {"assign": "single"},
-    "-S": {"loss": {"coder": YOLOv2BoxCoder()}},
-    "-CIoU": {"loss": {"box_loss": CodedBoxSSE(), "box_gain": 1.0}},
+    "no IT": {"assign": "single"},
+    "no S": {"loss": {"coder": YOLOv2BoxCoder()}},
+    "no CIoU": {"loss": {"box_loss": CodedBoxSSE(), "box_gain": 1.0}},
     "+M": {"augment": "full"},
     "+LS": {"loss": {"class_loss": BCEClassLoss(label_smoothing=0.1)}},
     "+OA": {"anchors": "kmeans"},
