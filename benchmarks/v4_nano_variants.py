@@ -28,6 +28,10 @@ VARIANTS = {
     "v4n-v3layout": {"stage_strides": (1, 2, 2, 2, 2)},  # yolov3_nano's downsampling layout
     "v4n-neck3": {"neck_depth": 3},  # three convs per PAN block instead of one
     "v4n-nospp": {"spp_kernel_sizes": ()},  # no SPP pools
+    "v4n-darknet": {"cross_stage_partial": False},  # Darknet-53 stages instead of CSP stages
+    # both: YOLOv3-nano's backbone and layout with the PAN neck
+    "v4n-darknet-nospp": {"cross_stage_partial": False, "spp_kernel_sizes": (),
+                          "stage_strides": (1, 2, 2, 2, 2)},
 }
 RUNS = ("yolov3-nano", "yolov4-nano", "yolov4-nano-mish", "yolov4-tiny-nano", *VARIANTS)
 

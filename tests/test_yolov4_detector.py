@@ -77,3 +77,18 @@ def test_batched_diou_nms_keeps_classes_apart_and_spares_distant_centres():
     # the same box in another class is never suppressed, whatever the threshold
     assert 2 in batched_diou_nms(boxes, scores, classes, 0.0).tolist()
     assert batched_diou_nms(boxes[:0], scores[:0], classes[:0], 0.5).tolist() == []
+
+
+def test_the_csp_ablation_switch_builds_darknet53_stages():
+    from dataclasses import replace
+
+    from yolo_teach.models import count_parameters, yolov3_nano, yolov4_nano
+    from yolo_teach.models.yolov4 import YOLOv4
+
+    # Darknet stages, yolov3_nano's layout, no SPP: exactly yolov3_nano's backbone under a PAN
+    cfg = replace(yolov4_nano(7).cfg, cross_stage_partial=False, spp_kernel_sizes=(),
+                  stage_strides=(1, 2, 2, 2, 2))
+    model = YOLOv4(cfg)
+    assert count_parameters(model.backbone) == count_parameters(yolov3_nano(7).backbone)
+    outputs = model(torch.zeros(1, 3, 128, 128))
+    assert [tuple(o.shape[1:]) for o in outputs] == [(36, 16, 16), (36, 8, 8), (36, 4, 4)]

@@ -174,7 +174,9 @@ class TinyCSPBlock(nn.Module):
         super().__init__()
         c = out_channels
         self.conv = ConvBNAct(in_channels, c, 3, act_layer=act_layer)
-        self.split = ChannelSplit(groups=2, group_id=1)
+        self.split = ChannelSplit(  # pragma: no mutate -- dropping an argument: it is the default
+            groups=2, group_id=1
+        )
         self.conv1 = ConvBNAct(c // 2, c // 2, 3, act_layer=act_layer)
         self.conv2 = ConvBNAct(c // 2, c // 2, 3, act_layer=act_layer)
         self.transition = ConvBNAct(c, c, 1, act_layer=act_layer)

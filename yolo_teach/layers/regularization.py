@@ -83,7 +83,8 @@ class DropBlock2d(nn.Module):
         bs = min(self.block_size, h, w)
         gamma = self.drop_prob / bs**2 * (h * w) / ((h - bs + 1) * (w - bs + 1))
         noise = torch.rand(b, c, h - bs + 1, w - bs + 1, device=x.device)  # (B, C, H-bs+1, ...)
-        seeds = (noise < gamma).to(x.dtype)
+        fires = noise < gamma  # pragma: no mutate -- <= differs only where noise == gamma exactly
+        seeds = fires.to(x.dtype)
         keep = 1.0 - block_mask(seeds, bs)  # (B, C, H, W), 1 = kept
         scale = keep.numel() / keep.sum().clamp(min=1.0)
         return x * keep * scale  # (B, C, H, W)
@@ -117,7 +118,9 @@ def smooth_labels(targets: torch.Tensor, num_classes: int, epsilon: float) -> to
         float targets, (..., K).
     """
     if not targets.is_floating_point():
-        targets = F.one_hot(targets.long(), num_classes).to(torch.get_default_dtype())  # (..., K)
+        targets = F.one_hot(targets.long(), num_classes)  # (..., K), int64
+        # pragma reason: .to(None) keeps int64, and `* (1 - eps)` promotes it to the same dtype
+        targets = targets.to(torch.get_default_dtype())  # pragma: no mutate -- see above
     elif targets.shape[-1] != num_classes:
         raise ValueError(f"one-hot targets have {targets.shape[-1]} classes, not {num_classes}")
     return targets * (1.0 - epsilon) + epsilon / 2  # (..., K)

@@ -42,7 +42,7 @@ from yolo_teach.detectors import register_anchor_models
 from yolo_teach.layers.activations import Mish
 from yolo_teach.layers.conv import ConvBNAct, DarknetLeaky, init_objectness_bias_
 from yolo_teach.layers.csp import CSPStage, TinyCSPBlock
-from yolo_teach.layers.darknet import ConvSet
+from yolo_teach.layers.darknet import ConvSet, DarknetStage
 from yolo_teach.layers.heads import AnchorHead
 from yolo_teach.layers.spp import SPP
 from yolo_teach.losses.recipes import darknet_rules
@@ -108,6 +108,7 @@ class YOLOv4Config:
     spp_depth: int = 3
     neck_depth: int = 5
     backbone_act: type[nn.Module] = Mish  # §3.4 BoS for backbone
+    cross_stage_partial: bool = True  # False: Darknet-53 stages (an ablation, not the paper)
     neck_act: type[nn.Module] = DarknetLeaky  # yolov4.cfg: leaky 0.1 after the backbone
 
 
@@ -125,6 +126,8 @@ class CSPDarknet53(nn.Module):
         stage_strides: stride of each stage's first conv (2 in CSPDarknet53); the outputs
             c3, c4, c5 must be at strides 8, 16 and 32.
         act_layer: activation class (Mish).
+        cross_stage_partial: ``False`` builds Darknet-53's residual stages at the same widths
+            and depths instead of CSP stages (an ablation: what does the split do?).
 
     Shapes:
         (B, 3, H, W) -> c3 (B, 256, H/8, W/8), c4 (B, 512, H/16, W/16), c5 (B, 1024, H/32, W/32)
@@ -138,20 +141,25 @@ class CSPDarknet53(nn.Module):
         stem_stride: int = 1,
         stage_strides: tuple[int, ...] = (2, 2, 2, 2, 2),
         act_layer: type[nn.Module] = Mish,
+        cross_stage_partial: bool = True,
     ):
         super().__init__()
         total = [stem_stride * math.prod(stage_strides[: i + 1]) for i in range(5)]
         if total[2:] != [8, 16, 32]:
             raise ValueError(f"stages 3-5 must end at strides 8, 16, 32, got {total[2:]}")
         c, d, s, act = channels, depths, stage_strides, act_layer
+
+        def stage(c_in: int, c_out: int, depth: int, stride: int, hidden: int | None = None):
+            if not cross_stage_partial:  # Darknet-53's stage, for ablations
+                return DarknetStage(c_in, c_out, depth, stride, act_layer=act)
+            return CSPStage(c_in, c_out, depth, hidden, stride, act_layer=act)
+
         self.stem = ConvBNAct(3, stem_channels, 3, stride=stem_stride, act_layer=act)
-        self.stage1 = CSPStage(
-            stem_channels, c[0], d[0], hidden_channels=c[0], stride=s[0], act_layer=act
-        )
-        self.stage2 = CSPStage(c[0], c[1], d[1], stride=s[1], act_layer=act)
-        self.stage3 = CSPStage(c[1], c[2], d[2], stride=s[2], act_layer=act)
-        self.stage4 = CSPStage(c[2], c[3], d[3], stride=s[3], act_layer=act)
-        self.stage5 = CSPStage(c[3], c[4], d[4], stride=s[4], act_layer=act)
+        self.stage1 = stage(stem_channels, c[0], d[0], s[0], hidden=c[0])
+        self.stage2 = stage(c[0], c[1], d[1], s[1])
+        self.stage3 = stage(c[1], c[2], d[2], s[2])
+        self.stage4 = stage(c[2], c[3], d[3], s[3])
+        self.stage5 = stage(c[3], c[4], d[4], s[4])
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         x = self.stem(x)  # (B, 32, H, W)
@@ -267,6 +275,7 @@ class YOLOv4(nn.Module):
             cfg.stem_stride,
             cfg.stage_strides,
             cfg.backbone_act,
+            cfg.cross_stage_partial,
         )
         self.neck = YOLOv4Neck(
             (c3, c4, c5), cfg.spp_kernel_sizes, cfg.spp_depth, cfg.neck_depth, cfg.neck_act
