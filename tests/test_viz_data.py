@@ -247,6 +247,21 @@ def test_mosaic_preview_widget_runs(shapes):
     assert ui.update().steps[0] == "letterbox"
 
 
+def test_mosaic_preview_shows_its_picture_and_redraws_it(shapes):
+    import ipywidgets as widgets
+
+    from yolo_teach.viz.widgets import show_figure
+
+    ui = mosaic_preview(shapes, index=1, size=S)
+    picture = ui.children[-1]
+    assert isinstance(picture, widgets.Image) and picture.value[:8] == b"\x89PNG\r\n\x1a\n"
+    before = bytes(picture.value)
+    ui.controls["seed"].value = 11  # a slider move redraws the picture
+    assert bytes(picture.value) != before
+    with pytest.raises(TypeError, match="Image"):
+        show_figure(widgets.Output(), Figure())
+
+
 # ----------------------------------------------------------------- scripts/make_datasets.py
 def load_script():
     spec = importlib.util.spec_from_file_location("make_datasets",

@@ -359,7 +359,10 @@ def mosaic_preview(dataset, index: int = 0, seed: int = 0,
     for name in AUGMENTATIONS:
         controls[name] = widgets.ToggleButton(value=name in active, description=name,
                                               layout=widgets.Layout(width="6em"))  # fmt: skip
-    summary, out = widgets.HTML(), widgets.Output()
+    summary = widgets.HTML()
+    # an Image, not an Output: show_figure writes PNG bytes (an Output has no .value, and the
+    # picture went nowhere); flex-start keeps the image at its own size in the VBox
+    picture = widgets.Image(format="png", layout=widgets.Layout(align_self="flex-start"))
     fig = Figure(figsize=figsize, dpi=dpi)
     ax = fig.add_subplot()
     fig.subplots_adjust(left=0.02, right=0.98, top=0.94, bottom=0.02)
@@ -374,13 +377,14 @@ def mosaic_preview(dataset, index: int = 0, seed: int = 0,
         lines = "".join(f"<li>{line}</li>" for line in describe_dropped(p, class_names))
         summary.value = (f"images {list(p.sources)} · <b>{len(p.boxes)}</b> boxes kept, "
                          f"<b>{len(p.dropped)}</b> dropped<ul>{lines}</ul>")  # fmt: skip
-        show_figure(out, fig)
+        show_figure(picture, fig)
         return p
 
     for widget in controls.values():
         widget.observe(update, names="value")
     rows = [["index", "seed"], ["cx", "cy"], AUGMENTATIONS]
-    ui = widgets.VBox([*(widgets.HBox([controls[k] for k in row]) for row in rows), summary, out])
+    ui = widgets.VBox([*(widgets.HBox([controls[k] for k in row]) for row in rows), summary,
+                       picture])
     ui.controls, ui.update = controls, update
     update()
     return ui

@@ -137,8 +137,11 @@ def show_figure(image: widgets.Image, fig: Figure) -> None:
     """Render ``fig`` as a PNG into ``image``: how every widget of the package redraws.
 
     A core ``ipywidgets.Image`` works under any matplotlib backend and avoids the nbclient
-    stall seen with ``Output`` + ``display(fig)`` during notebook execution.
+    stall seen with ``Output`` + ``display(fig)`` during notebook execution. Any other widget
+    is a ``TypeError``: setting ``.value`` on an ``Output`` would silently show nothing.
     """
+    if not isinstance(image, widgets.Image):
+        raise TypeError(f"show_figure draws into an ipywidgets.Image, got {type(image).__name__}")
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png")
     image.value = buffer.getvalue()
