@@ -19,7 +19,8 @@ from pathlib import Path
 
 from yolo_teach.detectors import register_anchor_models
 from yolo_teach.experiment import make_experiment, short_run
-from yolo_teach.models.yolov4 import ANCHORS, SCALE_X_Y, YOLOv4, yolov4_nano, yolov4_rules
+from yolo_teach.losses.recipes import yolov4_rules
+from yolo_teach.models.yolov4 import ANCHORS, SCALE_X_Y, YOLOv4, yolov4_nano
 from yolo_teach.registry import detector_names
 from yolo_teach.utils import setup
 

@@ -20,18 +20,16 @@ from yolo_teach.models.yolov4 import (
     INPUT_SIZE,
     SCALE_X_Y,
     STRIDES,
-    TINY_ANCHORS,
-    TINY_INPUT_SIZE,
-    TINY_STRIDES,
     YOLOv4,
     YOLOv4Config,
-    YOLOv4Tiny,
     cspdarknet53,
     yolov4,
     yolov4_nano,
-    yolov4_tiny,
-    yolov4_tiny_nano,
 )
+from yolo_teach.models.yolov4_tiny import ANCHORS as TINY_ANCHORS
+from yolo_teach.models.yolov4_tiny import INPUT_SIZE as TINY_INPUT_SIZE
+from yolo_teach.models.yolov4_tiny import STRIDES as TINY_STRIDES
+from yolo_teach.models.yolov4_tiny import YOLOv4Tiny, yolov4_tiny, yolov4_tiny_nano
 
 # factory, kwargs, input size, parameters, GFLOPs (2 x MACs of conv and linear), outputs of one
 # image. Counted from AlexeyAB/darknet's cfgs (shared/reference/architectures.md): params =

@@ -30,7 +30,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from yolo_teach.boxes import complete_box_iou_loss
-from yolo_teach.decode import YOLOv2BoxCoder, YOLOv5BoxCoder
+from yolo_teach.decode import GridSensitiveBoxCoder, YOLOv2BoxCoder, YOLOv5BoxCoder
 from yolo_teach.losses.assign import (
     MultiAnchorAssigner,
     NeighbourCellAssigner,
@@ -111,3 +111,19 @@ def darknet_rules(**faithful_changes) -> dict[str, LossRecipe]:
         "multi": darknet_recipe(MultiAnchorAssigner(MULTI_ANCHOR_IOU), **faithful_changes),
         "neighbours": yolov5_recipe(),
     }
+
+
+def yolov4_rules(scale_x_y: tuple[float, ...]) -> dict:
+    """The assignment rules of a YOLOv4 model with Darknet's loss as its cfg sets it.
+
+    yolov4.cfg's ``[yolo]`` layers: ``iou_loss=ciou`` with ``iou_normalizer=0.07`` (CIoU box
+    loss, §3.4 BoF for detector, weighted 0.07), ``scale_x_y`` (grid sensitivity, §3.3),
+    ``ignore_thresh=.7``; ``iou_thresh=0.213`` is the ``"multi"`` rule (IT, §3.4). The
+    ``"single"`` rule keeps everything but IT, so that its effect can be measured alone.
+    """
+    return darknet_rules(
+        coder=[GridSensitiveBoxCoder(s) for s in scale_x_y],
+        box_loss=IoUBoxLoss(complete_box_iou_loss),
+        box_gain=0.07,
+        ignore_threshold=0.7,
+    )

@@ -47,12 +47,14 @@ from yolo_teach.models.yolov3 import (
 from yolo_teach.models.yolov4 import (
     YOLOv4,
     YOLOv4Config,
-    YOLOv4Tiny,
-    YOLOv4TinyConfig,
     cspdarknet53,
     yolov4,
     yolov4_nano,
     yolov4_nano_mish,
+)
+from yolo_teach.models.yolov4_tiny import (
+    YOLOv4Tiny,
+    YOLOv4TinyConfig,
     yolov4_tiny,
     yolov4_tiny_nano,
 )
