@@ -250,8 +250,8 @@ def test_iou_playground_updates_from_sliders():
         expected = iou_family_values((cx - w / 2, 50, cx + w / 2, 150), (50, 50, 150, 150))
         assert ui.update() == pytest.approx(expected)
     assert ui.update()["iou"] == pytest.approx(0.2)  # 20x100 inside 100x100
-    assert "GIoU" in ui.children[0].children[-1].value
-    assert bytes(ui.children[1].value[:4]) == b"\x89PNG"  # the picture, as a PNG image widget
+    assert "GIoU" in ui.texts[0].value
+    assert bytes(ui.picture.value[:4]) == b"\x89PNG"  # the picture, as a PNG image widget
 
 
 def test_nms_explorer_updates_for_every_method():

@@ -242,7 +242,7 @@ def test_mosaic_preview_widget_runs(shapes):
     ui.controls["cutmix"].value = True
     p = ui.update()
     assert p.steps == ("mosaic", "affine", "cutmix", "flip")
-    assert f"<b>{len(p.boxes)}</b> boxes kept" in ui.children[3].value
+    assert f"<b>{len(p.boxes)}</b> boxes kept" in ui.texts[0].value
     ui.controls["mosaic"].value = False
     assert ui.update().steps[0] == "letterbox"
 
@@ -250,7 +250,7 @@ def test_mosaic_preview_widget_runs(shapes):
 def test_mosaic_preview_shows_its_picture_and_redraws_it(shapes):
     import ipywidgets as widgets
 
-    from yolo_teach.viz.widgets import show_figure
+    from yolo_teach.viz.panel import show_figure
 
     ui = mosaic_preview(shapes, index=1, size=S)
     picture = ui.children[-1]

@@ -41,8 +41,8 @@ from yolo_teach.losses.assign import (
 from yolo_teach.losses.recipes import MULTI_ANCHOR_IOU
 from yolo_teach.utils import as_numpy
 from yolo_teach.viz.draw import class_color, class_legend, draw_boxes, draw_canvas
+from yolo_teach.viz.panel import WidgetPanel, scrolling, show_figure
 from yolo_teach.viz.prediction_explorer import hwc_image
-from yolo_teach.viz.widgets import show_figure
 
 RULES = {
     "single": "single: best anchor, centre cell (YOLOv2/v3)",
@@ -175,13 +175,13 @@ def _ticks(ax: Axes, stride: int, size: tuple[int, int], units: str) -> None:
             every = max(1, math.ceil(cells / 8))  # at most about 8 labels
             index = np.arange(0, cells, every)
             axis.set_ticks(index * stride + stride / 2, [str(i) for i in index])
-            axis.set_label_text(f"g{name} (cells of stride {stride})", fontsize=6)
+            axis.set_label_text(f"g{name} (cells of stride {stride})", fontsize=7)
         else:
             step = stride * max(1, math.ceil(extent / stride / 8))
             at = np.arange(0, extent + 1, step)
             axis.set_ticks(at, [f"{v:g}" for v in at])
-            axis.set_label_text(f"{name} (px)", fontsize=6)
-        axis.set_tick_params(labelsize=5, length=2)
+            axis.set_label_text(f"{name} (px)", fontsize=7)
+        axis.set_tick_params(labelsize=7, length=2)
 
 
 def _size_text(wh: tuple[float, float], units: str) -> str:
@@ -218,11 +218,11 @@ def draw_responsibilities(ax: Axes, rows: Sequence[dict], boxes, labels, scale: 
         tag = f"a{r['anchor']} {_size_text(wh, units)}"
         draw_boxes(ax, [r["anchor_box"]], [0], class_names=[tag], color=class_color(r["gt"]),
                    linewidth=1.0 if r["at_centre"] else 0.6, alpha=1.0 if r["at_centre"] else 0.6,
-                   text=r["at_centre"], fontsize=5)
+                   text=r["at_centre"], fontsize=7)
     for g, (box, label) in enumerate(zip(boxes, labels)):
         name = class_names[label] if class_names is not None else str(label)
         draw_boxes(ax, [box], [0], class_names=[f"#{g} {name}"], color=class_color(g),
-                   linestyle="--", linewidth=1.8, fontsize=6)
+                   linestyle="--", linewidth=1.8, fontsize=7)
         ax.plot(*(box[:2] + box[2:]) / 2, "o", color=class_color(g), markersize=3,
                 markeredgecolor="white", markeredgewidth=0.5)
     _ticks(ax, stride, size, units)
@@ -266,8 +266,8 @@ def assignment_table_html(rows: Sequence[dict], num_gt: int, labels=None,
 # ----------------------------------------------------------------------------- the widget
 def anchor_explorer(image, boxes, labels, anchors, strides: Sequence[int],
                     img_size: int | Sequence[int], class_names: Sequence[str] | None = None,
-                    rule: str = "single", panel_size: float = 3.6,
-                    dpi: int = 80) -> widgets.VBox:
+                    rule: str = "single", panel_size: float = 3.2,
+                    dpi: int = 100) -> WidgetPanel:
     """Explore target assignment on one image: rule, scale, and units of the anchors.
 
     Args:
@@ -300,7 +300,7 @@ def anchor_explorer(image, boxes, labels, anchors, strides: Sequence[int],
         "scale": widgets.Dropdown(options=scales, value=-1, description="scale", style=style,
                                   layout=widgets.Layout(width="16em")),
         "units": widgets.ToggleButtons(options=[("pixels", "px"), ("grid units", "grid")],
-                                       value="px", style={"button_width": "6em"}),
+                                       value="px", style={"button_width": "7.5em"}),
     }
     summary, table, picture = widgets.HTML(), widgets.HTML(), widgets.Image(format="png")
     fig = Figure(dpi=dpi)
@@ -320,7 +320,7 @@ def anchor_explorer(image, boxes, labels, anchors, strides: Sequence[int],
         for ax, k in zip(axes, chosen):
             draw_responsibilities(ax, rows, boxes, labels, k, strides[k], img_size, image,
                                   class_names, c["units"])
-        class_legend(axes[-1], [], fontsize=5, extra=[
+        class_legend(axes[-1], [], fontsize=7, extra=[
             ("ground truth", {"color": "k", "linestyle": "--"}),
             ("anchor in a cell", {"color": "k", "linewidth": 1.0}),
             ("responsible cell", {"color": "k", "linewidth": 6, "alpha": 0.35}),
@@ -336,7 +336,8 @@ def anchor_explorer(image, boxes, labels, anchors, strides: Sequence[int],
 
     for widget in controls.values():
         widget.observe(update, names="value")
-    ui = widgets.VBox([widgets.HBox(list(controls.values())), summary, picture, table])
-    ui.controls, ui.update, ui.figure = controls, update, fig
+    rows = [widgets.HBox(list(controls.values())), summary, picture, scrolling(table)]
+    ui = WidgetPanel("anchor-explorer", rows, picture, controls, update, fig,
+                     texts=[summary, table])
     update()
     return ui

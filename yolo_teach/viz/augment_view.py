@@ -43,7 +43,7 @@ from yolo_teach.data.augment import (
     transform_boxes,
 )
 from yolo_teach.viz.draw import class_legend, draw_boxes, draw_canvas
-from yolo_teach.viz.widgets import show_figure
+from yolo_teach.viz.panel import WidgetPanel, show_figure
 
 AUGMENTATIONS = ("mosaic", "affine", "mixup", "cutmix", "flip", "hsv")
 """The steps a preview can switch on, named as in the widget's toggles."""
@@ -331,7 +331,7 @@ def mosaic_preview(dataset, index: int = 0, seed: int = 0,
                    centre: tuple[float, float] = (0.5, 0.5),
                    toggles: Sequence[str] = ("mosaic",), size: int = 256,
                    hyp: Augment | None = None, class_names: Sequence[str] | None = None,
-                   figsize=(4.6, 4.6), dpi: int = 80) -> widgets.VBox:
+                   figsize=(4.0, 4.0), dpi: int = 100) -> WidgetPanel:
     """The mosaic preview widget: image, seed and centre sliders, one toggle per augmentation.
 
     A thin view over :func:`preview_sample`: kept boxes are drawn in their class colour, dropped
@@ -361,8 +361,8 @@ def mosaic_preview(dataset, index: int = 0, seed: int = 0,
                                               layout=widgets.Layout(width="6em"))  # fmt: skip
     summary = widgets.HTML()
     # an Image, not an Output: show_figure writes PNG bytes (an Output has no .value, and the
-    # picture went nowhere); flex-start keeps the image at its own size in the VBox
-    picture = widgets.Image(format="png", layout=widgets.Layout(align_self="flex-start"))
+    # picture went nowhere) and sets the image's layout to its own size
+    picture = widgets.Image(format="png")
     fig = Figure(figsize=figsize, dpi=dpi)
     ax = fig.add_subplot()
     fig.subplots_adjust(left=0.02, right=0.98, top=0.94, bottom=0.02)
@@ -372,7 +372,7 @@ def mosaic_preview(dataset, index: int = 0, seed: int = 0,
         on = [name for name in AUGMENTATIONS if c[name]]
         p = preview_sample(dataset, c["index"], c["seed"], (c["cx"], c["cy"]), on, size, hyp)
         ax.clear()
-        draw_preview(ax, p, class_names)
+        draw_preview(ax, p, class_names, fontsize=7)
         ax.set_title(" → ".join(p.steps), fontsize=8)
         lines = "".join(f"<li>{line}</li>" for line in describe_dropped(p, class_names))
         summary.value = (f"images {list(p.sources)} · <b>{len(p.boxes)}</b> boxes kept, "
@@ -383,8 +383,8 @@ def mosaic_preview(dataset, index: int = 0, seed: int = 0,
     for widget in controls.values():
         widget.observe(update, names="value")
     rows = [["index", "seed"], ["cx", "cy"], AUGMENTATIONS]
-    ui = widgets.VBox([*(widgets.HBox([controls[k] for k in row]) for row in rows), summary,
-                       picture])
-    ui.controls, ui.update = controls, update
+    ui = WidgetPanel("mosaic-preview", [*(widgets.HBox([controls[k] for k in row]) for row in rows),
+                                        summary, picture], picture, controls, update, fig,
+                     texts=[summary])
     update()
     return ui

@@ -31,7 +31,8 @@ from yolo_teach.metrics import detection_report, mean_average_precision
 from yolo_teach.nms import batched_nms
 from yolo_teach.utils import as_numpy
 from yolo_teach.viz.draw import class_color, class_legend, draw_boxes, draw_canvas
-from yolo_teach.viz.widgets import _as_tensor, show_figure
+from yolo_teach.viz.panel import WidgetPanel, show_figure
+from yolo_teach.viz.widgets import _as_tensor
 
 
 def hwc_image(image) -> np.ndarray:
@@ -173,7 +174,7 @@ def metrics_html(metrics: dict, class_names: Sequence[str], classes: Iterable[in
 
 def prediction_explorer(images, preds: Sequence[dict], targets: Sequence[dict],
                         class_names: Sequence[str], conf: float = 0.25, iou: float = 0.45,
-                        figsize=(4.8, 4.8), dpi: int = 80) -> widgets.VBox:
+                        figsize=(4.0, 4.0), dpi: int = 100) -> WidgetPanel:
     """Explore confidence and NMS thresholds and classes on stored validation detections.
 
     Args:
@@ -238,8 +239,8 @@ def prediction_explorer(images, preds: Sequence[dict], targets: Sequence[dict],
         image = None if images is None or images[index] is None else hwc_image(images[index])
         draw_canvas(ax, canvas if image is None else None, image)
         draw_boxes(ax, gt["boxes"], gt["labels"], linestyle="--", linewidth=1.2, text=False)
-        draw_boxes(ax, det["boxes"], det["labels"], det["scores"], class_names, fontsize=6)
-        class_legend(ax, list(class_names), fontsize=6,
+        draw_boxes(ax, det["boxes"], det["labels"], det["scores"], class_names, fontsize=7)
+        class_legend(ax, list(class_names), fontsize=7,
                      extra=[("ground truth", {"color": "k", "linestyle": "--"})])
         ax.set_title(f"image {index}: {len(det['boxes'])} kept, {len(gt['boxes'])} ground truths",
                      fontsize=9)
@@ -252,11 +253,10 @@ def prediction_explorer(images, preds: Sequence[dict], targets: Sequence[dict],
 
     for widget in (controls["conf"], controls["iou"], controls["image"], *controls["classes"]):
         widget.observe(update, names="value")
-    ui = widgets.VBox([
-        widgets.HBox([controls["conf"], controls["iou"], controls["image"]]),
-        widgets.HBox(controls["classes"]),
-        widgets.HBox([picture, widgets.VBox([summary, detail])]),
-    ])
-    ui.controls, ui.update, ui.figure = controls, update, fig
+    rows = [widgets.HBox([controls["conf"], controls["iou"], controls["image"]]),
+            widgets.HBox(controls["classes"]),
+            widgets.HBox([picture, widgets.VBox([summary, detail])])]
+    ui = WidgetPanel("prediction-explorer", rows, picture, controls, update, fig,
+                     texts=[summary, detail])
     update()
     return ui

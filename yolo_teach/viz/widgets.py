@@ -14,7 +14,6 @@ matplotlib figure, e.g. to ``savefig`` a view for slides).
 
 from __future__ import annotations
 
-import io
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -33,6 +32,7 @@ from yolo_teach.viz.draw import (
     draw_canvas,
 )
 from yolo_teach.viz.geometry import draw_iou_geometry, iou_family_values, values_table_html
+from yolo_teach.viz.panel import WidgetPanel, show_figure
 
 # ----------------------------------------------------------------------------- NMS, the pure part
 NMS_METHODS = {
@@ -133,22 +133,8 @@ def greedy_nms_steps(boxes, scores, iou_threshold: float) -> list[tuple[int, np.
 
 
 # ----------------------------------------------------------------------------- widgets
-def show_figure(image: widgets.Image, fig: Figure) -> None:
-    """Render ``fig`` as a PNG into ``image``: how every widget of the package redraws.
-
-    A core ``ipywidgets.Image`` works under any matplotlib backend and avoids the nbclient
-    stall seen with ``Output`` + ``display(fig)`` during notebook execution. Any other widget
-    is a ``TypeError``: setting ``.value`` on an ``Output`` would silently show nothing.
-    """
-    if not isinstance(image, widgets.Image):
-        raise TypeError(f"show_figure draws into an ipywidgets.Image, got {type(image).__name__}")
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png")
-    image.value = buffer.getvalue()
-
-
 def iou_playground(gt=(120.0, 120.0, 260.0, 220.0), pred=(200.0, 170.0, 330.0, 330.0),
-                   canvas: float = 400.0, figsize=(5.6, 3.6), dpi: int = 80) -> widgets.HBox:
+                   canvas: float = 400.0, figsize=(4.8, 3.0), dpi: int = 100) -> WidgetPanel:
     """Move and resize a prediction against a fixed ground truth; read IoU, GIoU, DIoU, CIoU.
 
     ``gt`` and ``pred`` are ``xyxy`` boxes on a ``canvas x canvas`` picture. Four sliders set the
@@ -187,16 +173,17 @@ def iou_playground(gt=(120.0, 120.0, 260.0, 220.0), pred=(200.0, 170.0, 330.0, 3
 
     for slider in controls.values():
         slider.observe(update, names="value")
-    ui = widgets.HBox([widgets.VBox([*controls.values(), table]), picture])
-    ui.controls, ui.update, ui.figure = controls, update, fig
+    ui = WidgetPanel("iou-playground", [widgets.HBox([widgets.VBox([*controls.values(), table]),
+                                                     picture])],
+                     picture, controls, update, fig, texts=[table])
     update()
     return ui
 
 
 def nms_explorer(boxes, scores, labels, image=None, class_names: Sequence[str] | None = None,
                  gt_boxes=None, size: tuple[int, int] | None = None, conf: float = 0.25,
-                 iou: float = 0.45, method: str = "greedy", figsize=(4.8, 4.8),
-                 dpi: int = 80) -> widgets.VBox:
+                 iou: float = 0.45, method: str = "greedy", figsize=(4.0, 4.0),
+                 dpi: int = 100) -> WidgetPanel:
     """Explore NMS: confidence and IoU thresholds, and the method, on one image's detections.
 
     ``boxes (N, 4)`` xyxy, ``scores (N,)``, ``labels (N,)``; optional ``image`` (or a flat canvas
@@ -241,9 +228,9 @@ def nms_explorer(boxes, scores, labels, image=None, class_names: Sequence[str] |
             draw_boxes(ax, gt_boxes, color="black", linestyle="--", linewidth=1.0, text=False)
         draw_boxes(ax, boxes[res.suppressed], color=SUPPRESSED_COLOR, linestyle=":",
                    linewidth=1.0, text=False)
-        draw_boxes(ax, boxes[res.keep], labels[res.keep], res.scores, class_names, fontsize=6)
+        draw_boxes(ax, boxes[res.keep], labels[res.keep], res.scores, class_names, fontsize=7)
         if class_names is not None:
-            class_legend(ax, class_names, fontsize=6)
+            class_legend(ax, class_names, fontsize=7)
         ax.set_title(NMS_METHODS[c["method"]], fontsize=9)
         summary.value = (f"<b>{len(res.candidates)}</b> boxes with score ≥ {c['conf']:.2f} → "
                          f"<b>{len(res.keep)}</b> kept, <b>{len(res.suppressed)}</b> removed")
@@ -252,8 +239,8 @@ def nms_explorer(boxes, scores, labels, image=None, class_names: Sequence[str] |
 
     for widget in controls.values():
         widget.observe(update, names="value")
-    ui = widgets.VBox([widgets.HBox([controls["method"], controls["conf"]]),
-                       widgets.HBox([controls["iou"], controls["sigma"]]), summary, picture])
-    ui.controls, ui.update, ui.figure = controls, update, fig
+    rows = [widgets.HBox([controls["method"], controls["conf"]]),
+            widgets.HBox([controls["iou"], controls["sigma"]]), summary, picture]
+    ui = WidgetPanel("nms-explorer", rows, picture, controls, update, fig, texts=[summary])
     update()
     return ui
