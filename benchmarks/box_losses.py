@@ -25,7 +25,7 @@ Prints one JSON line per run: ``model``, ``assign``, ``box_loss``, ``seed``, ``t
 ``iterations`` (optimizer steps), ``train_seconds``, ``images_per_second``, ``map_50``, ``map``,
 ``wall_seconds``; ``--out`` also appends each line to a ``.jsonl`` file.
 
-    python benchmarks/box_losses.py --out benchmarks/results/box_losses.jsonl   # ~15 min, quiet
+    python benchmarks/box_losses.py --out yolo_teach/assets/results/box_losses.jsonl   # ~15 min, quiet
     python benchmarks/box_losses.py --steps 1000 --threads 1 --out ...          # a busy machine
     python benchmarks/box_losses.py --losses IoU CIoU --steps 500 --seeds 0
 """

@@ -6,7 +6,7 @@ last epoch's mean loss terms ``box``, ``obj``, ``cls``. Variants of ``yolov4_nan
 field of its :class:`~yolo_teach.models.yolov4.YOLOv4Config`; they are registered here, from
 outside the package, as any user's model would be.
 
-    python benchmarks/v4_nano_variants.py --threads 1 --out benchmarks/results/v4_nano_variants.jsonl
+    python benchmarks/v4_nano_variants.py --threads 1 --out yolo_teach/assets/results/v4_nano_variants.jsonl
     python benchmarks/v4_nano_variants.py --runs yolov3-nano v4n-v3layout --steps 1000
 """
 

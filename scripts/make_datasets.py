@@ -4,7 +4,7 @@ r"""Write the course's synthetic datasets to disk as YOLO, Pascal VOC or COCO.
         --out data/shapes
     python scripts/make_datasets.py face_masks --n 500 --format voc --out data/face_masks
     python scripts/make_datasets.py ct_lesions --n 200 --format coco --out data/ct_lesions
-    python scripts/make_datasets.py --sample        # rewrite the small samples in data/samples/
+    python scripts/make_datasets.py --sample        # rewrite the samples in yolo_teach/assets/samples/
 
 The images are those of ``make_shapes``, ``make_face_masks`` and ``make_ct_lesions`` (image ``i``
 drawn with ``image_rng(seed, i)``), and the writers are deterministic, so the same arguments give
@@ -23,6 +23,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from yolo_teach import paths
 from yolo_teach.data import (
     BoxDataset,
     make_ct_lesions,
@@ -97,7 +98,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, default=None,
                         help="output folder, new or empty (default data/<dataset>)")
     parser.add_argument("--sample", action="store_true",
-                        help="write the small committed samples to --out (default data/samples)")
+                        help="write the committed samples to --out (default: the package's)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
     if args.sample == (args.dataset is not None):
@@ -111,7 +112,7 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     progress = not args.quiet
     if args.sample:
-        for folder in write_samples(args.out or Path("data/samples"), progress):
+        for folder in write_samples(args.out or paths.samples(), progress):
             print(f"wrote {folder}")
         return 0
     out = args.out or Path("data") / args.dataset

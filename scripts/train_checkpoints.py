@@ -1,7 +1,7 @@
 """Train the nano models that the notebooks load, and write their small weight files.
 
 The notebooks train every model live for a short while; to show what a longer run reaches they
-also load the weights written here (``weights/<model>-<assign>.pt``, float16 EMA weights with the
+also load the weights written here (``yolo_teach/assets/weights/<model>-<assign>.pt``, float16 EMA weights with the
 run's settings and history, a few MB each). Runs use the short-run recipe
 (``yolo_teach.experiment.short_run``) and are fixed in epochs, not seconds, so the files are
 reproducible for a given seed and thread count::
@@ -20,6 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from yolo_teach import paths
 from yolo_teach.data import EASY_SHAPES
 from yolo_teach.experiment import export_weights, make_experiment, short_run
 from yolo_teach.utils import setup
@@ -60,7 +61,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--runs", nargs="+", default=list(RUNS), help="model:assign pairs")
     parser.add_argument("--epochs", type=int, default=None, help="override every run's epochs")
-    parser.add_argument("--out", type=Path, default=ROOT / "weights")
+    parser.add_argument("--out", type=Path, default=paths.weights())
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args(argv)

@@ -1,11 +1,19 @@
-"""``yolo-teach``: train, validate and run the course's detectors from a terminal.
+"""``yolo-teach``: train, validate, predict with and export the course's detectors from a terminal.
 
-    yolo-teach train  --model yolov3-nano --data shapes --epochs 30 --imgsz 128 --out runs/v3
-    yolo-teach train  --out runs/v3 --resume          # continue after an interruption
-    yolo-teach val    --weights runs/v3/best.pt --data shapes
-    yolo-teach detect --weights runs/v3/best.pt --source images/ --out runs/v3/detect
+    yolo-teach train   --model yolov3-nano --data shapes --epochs 30 --imgsz 128 --out runs/v3
+    yolo-teach train   --out runs/v3 --resume           # continue after an interruption
+    yolo-teach train   --model yolov3-nano --recipe short --time-limit 120 --out runs/short
+    yolo-teach train   --weights runs/v3/best.pt --data my/data.yaml --epochs 10 --out runs/ft
+    yolo-teach val     --weights runs/v3/best.pt --data shapes --device auto
+    yolo-teach predict --weights runs/v3/best.pt --source images/ --out runs/v3/predict
+    yolo-teach export  --weights runs/v3/best.pt --format onnx --out runs/v3/best.onnx
+    torchrun --nproc_per_node 2 -m yolo_teach.cli train --device cuda --batch 32 --out runs/ddp
 
-Every command calls the same library functions as the notebooks (:mod:`yolo_teach.experiment`).
+Every command calls the same library functions as the notebooks (:mod:`yolo_teach.experiment`,
+:mod:`yolo_teach.predict`, :mod:`yolo_teach.export`, :mod:`yolo_teach.devices`). A mistake of
+the user's (a missing file, a malformed data.yaml or label, a file that is not a checkpoint, a bad
+option, CUDA asked for without CUDA) prints one line ``yolo-teach: error: ...`` and exits with
+status 2; ``--verbose`` adds the traceback.
 """
 
 from __future__ import annotations
@@ -13,95 +21,237 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import traceback
 from pathlib import Path
 
-import cv2
-import numpy as np
 import torch
 
-from yolo_teach.data.augment import letterbox, unletterbox_boxes
-from yolo_teach.data.formats.common import IMAGE_SUFFIXES
+from yolo_teach import __version__
+from yolo_teach.data.errors import UserError
 from yolo_teach.data.loader import DetectionDataset
-from yolo_teach.data.sources import load_dataset
-from yolo_teach.experiment import AUGMENT_PRESETS, load_detector, make_experiment
+from yolo_teach.data.sources import GENERATORS, load_dataset
+from yolo_teach.devices import close_distributed, distributed, select_device
+from yolo_teach.experiment import (
+    ANCHOR_CHOICES,
+    AUGMENT_PRESETS,
+    load_detector,
+    make_experiment,
+    read_run,
+    short_run,
+)
+from yolo_teach.export import check_onnx, export_onnx, require
 from yolo_teach.metrics import detection_report, mean_average_precision
-from yolo_teach.registry import assignment_rules, detector_names
+from yolo_teach.predict import image_sources, predict_to_folder
+from yolo_teach.registry import assignment_rules, detector_names, get_spec
 from yolo_teach.utils import setup
-from yolo_teach.viz.render import render_boxes
+
+# train option -> (make_experiment argument, default). The parser's defaults are None, so that
+# a --recipe can change a default while an option the user typed still wins.
+TRAIN_OPTIONS = {
+    "epochs": ("epochs", 30), "imgsz": ("img_size", 128), "batch": ("batch_size", 16),
+    "accumulate": ("accumulate", 1), "optimizer": ("optimizer", "adamw"), "lr": ("lr", 0.002),
+    "augment": ("augment", "full"), "time_limit": ("time_limit", None),
+    "assign": ("assign", None), "workers": ("num_workers", 0), "amp": ("amp", None),
+}
+GENERATED_SIZES = {"train": 2000, "val": 200}  # images generated for a built-in dataset
+
+
+class _Parser(argparse.ArgumentParser):
+    """``argparse`` that raises a :class:`UserError` instead of printing its usage and exiting,
+    so that :func:`main` reports a bad option in one line like every other mistake."""
+
+    def error(self, message: str):
+        raise UserError(message)
+
+
+def _positive_int(text: str) -> int:
+    if not text.lstrip("-").isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return int(text)
+
+
+def _count(text: str) -> int:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"expected 0 or a positive integer, got {text!r}")
+    return int(text)
+
+
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {text!r}")
+    return value
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="yolo-teach", description=__doc__.split("\n")[0])
+    parser = _Parser(prog="yolo-teach", description=__doc__.split("\n")[0])
+    parser.add_argument("--version", action="version", version=f"yolo-teach {__version__}")
+    parser.add_argument("--verbose", action="store_true", help="show tracebacks of errors")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    train = sub.add_parser("train", help="train a detector")
-    train.add_argument("--model", default="yolov3-nano", choices=detector_names())
+    def command(name, help, aliases=()):
+        p = sub.add_parser(name, help=help, aliases=list(aliases))
+        p.add_argument("--verbose", action="store_true", default=argparse.SUPPRESS,
+                       help="show tracebacks of errors")
+        p.add_argument("--device", default="auto", help="auto (CUDA, then MPS, else CPU), "
+                       "cpu, cuda, cuda:N or mps (default: auto)")
+        p.add_argument("--threads", type=_positive_int, default=2, help="CPU threads (default: 2)")
+        return p
+
+    def option(p, flag, help, **kwargs):  # a train option whose default is in TRAIN_OPTIONS
+        default = TRAIN_OPTIONS[flag.lstrip("-").replace("-", "_")][1]
+        shown = f" (default: {default})" if default is not None else ""
+        p.add_argument(flag, default=None, help=help + shown, **kwargs)
+
+    train = command("train", "train a detector")
+    train.set_defaults(func=train_command)
+    train.add_argument("--model", default=None, choices=detector_names(),
+                       help="default: the model of --weights, else yolov3-nano")
     train.add_argument("--data", default="shapes",
                        help="shapes, face_masks, ct_lesions, or a data.yaml path")
-    train.add_argument("--assign", default=None, choices=assignment_rules(),
-                       help="target assignment of anchor models (default: the faithful 'single')")
-    train.add_argument("--epochs", type=int, default=30)
-    train.add_argument("--imgsz", type=int, default=128)
-    train.add_argument("--batch", type=int, default=16)
-    train.add_argument("--accumulate", type=int, default=1, help="Darknet's subdivisions")
-    train.add_argument("--optimizer", default="adamw", choices=("sgd", "adamw"))
-    train.add_argument("--lr", type=float, default=0.002)
-    train.add_argument("--time-limit", type=float, default=None, help="seconds of training")
-    train.add_argument("--n-train", type=int, default=2000, help="generated training images")
-    train.add_argument("--n-val", type=int, default=200, help="generated validation images")
-    train.add_argument("--anchors", default="kmeans", choices=("kmeans", "official"))
-    train.add_argument("--augment", default="full", choices=AUGMENT_PRESETS,
-                       help="full: Mosaic, affine, HSV, flips; light: HSV and flips; none")
+    train.add_argument("--weights", default=None,
+                       help="start from this checkpoint's weights (re-headed for another "
+                            "class count)")
+    train.add_argument("--recipe", default="default", choices=("default", "short"),
+                       help="short: the short-run recipe of benchmarks/ (options given "
+                            "explicitly still win)")
+    option(train, "--assign", "target assignment of anchor models (default: the checkpoint's "
+           "rule with --weights, else the paper's, e.g. 'single')",
+           choices=assignment_rules())
+    option(train, "--epochs", "epochs", type=_positive_int)
+    option(train, "--imgsz", "network input side, pixels", type=_positive_int)
+    option(train, "--batch", "images per batch, over all torchrun processes", type=_positive_int)
+    option(train, "--accumulate", "Darknet's subdivisions", type=_positive_int)
+    option(train, "--optimizer", "optimizer", choices=("sgd", "adamw"))
+    option(train, "--lr", "learning rate", type=float)
+    option(train, "--time-limit", "seconds of training (default: none)", type=float)
+    option(train, "--augment", "full: Mosaic, affine, HSV, flips; light: HSV and flips; none",
+           choices=AUGMENT_PRESETS)
+    option(train, "--workers", "data-loader processes", type=_count)
+    option(train, "--amp", "mixed precision, CUDA only (default: on for CUDA)",
+           action=argparse.BooleanOptionalAction)
+    train.add_argument("--n-train", type=_positive_int, default=None,
+                       help="images of a generated dataset (default 2000); a data.yaml: all")
+    train.add_argument("--n-val", type=_positive_int, default=None,
+                       help="images of a generated dataset (default 200); a data.yaml: all")
+    train.add_argument("--anchors", default=None, choices=ANCHOR_CHOICES,
+                       help="default: weights with --weights, else kmeans")
     train.add_argument("--seed", type=int, default=0)
-    train.add_argument("--threads", type=int, default=2)
     train.add_argument("--out", default="runs/train")
     train.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
 
-    val = sub.add_parser("val", help="COCO mAP of a checkpoint")
+    val = command("val", "COCO mAP of a checkpoint")
+    val.set_defaults(func=val_command)
     val.add_argument("--weights", required=True)
     val.add_argument("--data", default="shapes")
-    val.add_argument("--n-val", type=int, default=200)
+    val.add_argument("--n-val", type=_positive_int, default=None,
+                     help="images of a generated dataset (default 200); a data.yaml: all")
     val.add_argument("--seed", type=int, default=0, help="the training run's seed")
-    val.add_argument("--conf", type=float, default=0.001)
-    val.add_argument("--iou", type=float, default=0.6)
-    val.add_argument("--batch", type=int, default=16)
-    val.add_argument("--threads", type=int, default=2)
+    val.add_argument("--conf", type=_fraction, default=0.001)
+    val.add_argument("--iou", type=_fraction, default=0.6)
+    val.add_argument("--batch", type=_positive_int, default=16)
 
-    detect = sub.add_parser("detect", help="draw detections on images")
-    detect.add_argument("--weights", required=True)
-    detect.add_argument("--source", required=True,
-                        help="a folder of images, one image, or a built-in dataset name")
-    detect.add_argument("--n", type=int, default=8, help="images of a built-in dataset")
-    detect.add_argument("--out", default="runs/detect")
-    detect.add_argument("--conf", type=float, default=0.25)
-    detect.add_argument("--iou", type=float, default=0.45)
-    detect.add_argument("--threads", type=int, default=2)
+    predict = command("predict", "detect objects; write drawn images and YOLO label files",
+                      aliases=("detect",))
+    predict.set_defaults(func=predict_command)
+    predict.add_argument("--weights", required=True)
+    predict.add_argument("--source", required=True, help="a folder of images, one image, a "
+                         "data.yaml (its val images) or a built-in dataset name")
+    predict.add_argument("--n", type=_positive_int, default=8,
+                         help="images of a built-in dataset")
+    predict.add_argument("--out", default="runs/predict",
+                         help="OUT/NAME.png and OUT/labels/NAME.txt ('class cx cy w h conf')")
+    predict.add_argument("--conf", type=_fraction, default=0.25)
+    predict.add_argument("--iou", type=_fraction, default=0.45)
+
+    export = command("export", "export the network (raw head outputs) to ONNX")
+    export.set_defaults(func=export_command)
+    export.add_argument("--weights", required=True)
+    export.add_argument("--format", default="onnx", choices=("onnx",))
+    export.add_argument("--out", default=None, help="default: WEIGHTS with the suffix .onnx")
+    export.add_argument("--opset", type=_positive_int, default=None,
+                        help="ONNX opset (default 17; 18 with --dynamo)")
+    export.add_argument("--dynamo", action="store_true",
+                        help="torch.export-based exporter (needs onnxscript)")
     return parser
 
 
-def train(args) -> dict:
+# -------------------------------------------------------------------------------- helpers
+def _existing(path: str, option: str) -> Path:
+    if not Path(path).is_file():
+        raise UserError(f"{option} {path}: no such file")
+    return Path(path)
+
+
+def _note(message: str) -> None:
+    print(f"yolo-teach: note: {message}", file=sys.stderr)
+
+
+def _image_count(data: str, split: str, n: int | None, option: str) -> int | None:
+    """``n`` for a generated dataset (default :data:`GENERATED_SIZES`); for a data.yaml all
+    images (``None``), or the first ``n`` with a note: never a silent truncation."""
+    if data in GENERATORS:
+        return n if n is not None else GENERATED_SIZES[split]
+    if n is not None:
+        _note(f"{option} {n}: using only the first {n} {split} images of {data}")
+    return n
+
+
+def _check_imgsz(model: str, imgsz: int) -> None:
+    with torch.device("meta"):  # shapes only: builds without allocating or drawing weights
+        stride = max(get_spec(model).make_model(1, imgsz).strides)
+    if imgsz % stride:
+        raise UserError(f"--imgsz {imgsz}: {model} needs a multiple of {stride}")
+
+
+# -------------------------------------------------------------------------------- commands
+def train_command(args) -> dict:
+    if args.weights and args.resume:
+        raise UserError("--weights and --resume: choose one (--resume continues OUT/last.pt)")
+    start = read_run(_existing(args.weights, "--weights")) if args.weights else None
+    model = args.model or (start["meta"]["model"] if start else "yolov3-nano")
+    device = select_device(args.device)
+    options = {name: default for name, default in TRAIN_OPTIONS.values()}
+    if args.recipe == "short":
+        options.update(short_run(model))
+    options.update({name: getattr(args, dest) for dest, (name, _) in TRAIN_OPTIONS.items()
+                    if getattr(args, dest) is not None})  # what the user typed wins
+    _check_imgsz(model, options["img_size"])
     setup(args.seed, args.threads)
+    ddp = distributed()
+    main_process = ddp is None or ddp.is_main
     exp = make_experiment(
-        args.model, args.data, assign=args.assign, img_size=args.imgsz, n_train=args.n_train,
-        n_val=args.n_val, anchors=args.anchors, seed=args.seed, out_dir=args.out,
-        epochs=args.epochs, batch_size=args.batch, accumulate=args.accumulate,
-        optimizer=args.optimizer, lr=args.lr, time_limit=args.time_limit, augment=args.augment)
+        model, args.data, n_train=_image_count(args.data, "train", args.n_train, "--n-train"),
+        n_val=_image_count(args.data, "val", args.n_val, "--n-val"),
+        anchors=args.anchors or ("weights" if start else "kmeans"), seed=args.seed,
+        out_dir=args.out, weights=args.weights, device=device, **options)
+    if exp.skipped_weights is not None and main_process:
+        total = len(exp.detector.model.state_dict())
+        skipped = len(exp.skipped_weights)
+        before, after = len(start["meta"]["class_names"]), exp.detector.num_classes
+        reheaded = f"re-headed ({before} -> {after} classes): " if before != after else ""
+        print(f"started from {args.weights}: loaded {total - skipped}/{total} tensors"
+              + (f"; {reheaded}skipped {skipped} whose shapes differ" if skipped else ""))
     if args.resume:
         exp.trainer.resume()
     history = exp.trainer.fit()
     final = history[-1] if history else {}
-    print(json.dumps({"out": str(args.out), **final}))
+    if main_process:
+        print(json.dumps({"out": str(args.out), **final}))
     return final
 
 
-def _val_data(data, n, seed, img_size):
-    return DetectionDataset(load_dataset(data, "val", n=n, seed=seed), img_size, cache=True)
-
-
-def val(args) -> dict:
+def val_command(args) -> dict:
+    weights = _existing(args.weights, "--weights")
+    device = select_device(args.device)
     setup(args.seed, args.threads)
-    detector, meta = load_detector(args.weights)
-    data = _val_data(args.data, args.n_val, args.seed, detector.img_size)
+    detector, meta = load_detector(weights, device=device)
+    n = _image_count(args.data, "val", args.n_val, "--n-val")
+    source = load_dataset(args.data, "val", n=n, seed=args.seed)
+    data = DetectionDataset(source, detector.img_size, cache=True)
     preds = detector.predict_dataset(data, args.conf, args.iou, args.batch)
     targets = data.source.targets()
     metrics = mean_average_precision(preds, targets)
@@ -111,48 +261,57 @@ def val(args) -> dict:
     return metrics
 
 
-def _images(source: str, n: int):
-    """``(name, RGB image)`` pairs from a folder, a file or a built-in dataset."""
-    path = Path(source)
-    if path.is_dir() or path.is_file():
-        files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) \
-            if path.is_dir() else [path]
-        for file in files:
-            bgr = cv2.imread(str(file), cv2.IMREAD_COLOR)
-            if bgr is None:
-                print(f"skipping {file}: not a readable image", file=sys.stderr)
-                continue
-            yield file.stem, cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-    else:
-        dataset = load_dataset(source, "val", n=n)
-        yield from zip(dataset.names, dataset.images)
-
-
-def detect(args) -> list[Path]:
+def predict_command(args) -> list[dict]:
+    weights = _existing(args.weights, "--weights")
+    device = select_device(args.device)
     setup(0, args.threads)
-    detector, meta = load_detector(args.weights)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    written = []
-    for name, image in _images(args.source, args.n):
-        boxed, _, r, pad = letterbox(image, np.zeros((0, 4), np.float32), detector.img_size)
-        tensor = torch.from_numpy(boxed.transpose(2, 0, 1).copy()).float().div(255)[None]
-        det = detector.predict(tensor, args.conf, args.iou)[0]
-        boxes = unletterbox_boxes(det["boxes"].numpy(), r, pad, image.shape[:2])
-        drawn = render_boxes(image, boxes, det["labels"], det["scores"], meta["class_names"])
-        path = out / f"{name}.png"
-        cv2.imwrite(str(path), cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR))
-        written.append(path)
-        print(f"{path}: {len(boxes)} detections")
+    detector, meta = load_detector(weights, device=device)
+    written = predict_to_folder(detector, meta["class_names"], image_sources(args.source, args.n),
+                                args.out, args.conf, args.iou)
+    for item in written:
+        print(f"{item['image']}: {item['count']} detections, labels in {item['labels']}")
     return written
 
 
+def export_command(args) -> float:
+    require("onnx", "onnxruntime")
+    weights = _existing(args.weights, "--weights")
+    setup(0, args.threads)
+    detector, _ = load_detector(weights, device=select_device(args.device))
+    out = Path(args.out) if args.out else weights.with_suffix(".onnx")
+    export_onnx(detector, out, opset=args.opset, dynamo=args.dynamo)
+    diff = check_onnx(out, detector)
+    print(f"{out}: ONNX of {detector.name}'s raw outputs; max abs diff to PyTorch "
+          f"(ONNX Runtime, 2 images): {diff:.2e}")
+    return diff
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    {"train": train, "val": val, "detect": detect}[args.command](args)
+    """Run ``yolo-teach`` with ``argv`` (default ``sys.argv[1:]``); returns the exit status."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    try:
+        args = _parser().parse_args(argv)
+        args.func(args)
+    except SystemExit as done:  # --help, --version
+        return done.code if isinstance(done.code, int) else 0
+    except UserError as err:
+        return _fail(str(err), argv)
+    except OSError as err:  # a file the user named cannot be opened or written
+        if err.filename is None:
+            raise  # not about a file: keep the traceback
+        return _fail(f"{err.filename}: {err.strerror}", argv)
+    finally:
+        close_distributed()
     return 0
+
+
+def _fail(message: str, argv: list[str]) -> int:
+    """Report the error being handled in one line (the traceback first with ``--verbose``)."""
+    if "--verbose" in argv:
+        traceback.print_exc()
+    print(f"yolo-teach: error: {' '.join(message.split())}", file=sys.stderr)
+    return 2
 
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())
-

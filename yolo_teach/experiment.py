@@ -6,6 +6,10 @@ notebook is the same run as ``yolo-teach train`` with the same arguments::
     exp = make_experiment("yolov3-nano", data="shapes", assign="neighbours", time_limit=120)
     exp.trainer.fit()
     detector, meta = load_detector(exp.trainer.out_dir / "best.pt")
+
+A run may start from another run's weights (``weights=``, "fine-tuning"): every tensor whose
+shape matches is loaded; when the class count differs, the head's output layer keeps its fresh
+initialisation ("re-headed"), and the optimizer always starts fresh.
 """
 
 from __future__ import annotations
@@ -20,14 +24,17 @@ import numpy as np
 import torch
 
 from yolo_teach.anchors import kmeans_anchors
-from yolo_teach.checkpoint import atomic_save, load_checkpoint
+from yolo_teach.checkpoint import CheckpointError, atomic_save, load_checkpoint
 from yolo_teach.data.augment import Augment
 from yolo_teach.data.core import BoxDataset
 from yolo_teach.data.loader import DetectionDataset
 from yolo_teach.data.sources import load_dataset
 from yolo_teach.detectors import Detector, build_detector
-from yolo_teach.registry import get_spec
+from yolo_teach.devices import select_device
+from yolo_teach.registry import detector_names, get_spec
 from yolo_teach.train import TrainConfig, Trainer
+
+ANCHOR_CHOICES = ("kmeans", "official", "weights")
 
 # Named training augmentations. "full" is YOLOv5's recipe (Mosaic, scale/translate, HSV, flips);
 # "light" keeps only the photometric jitter and flips. Measured on the shapes data with a nano
@@ -134,14 +141,62 @@ def _from_plain(value):
     return target(**{k: tuple(v) if isinstance(v, list) else v for k, v in args.items()})
 
 
+def read_run(path: str | Path) -> dict:
+    """A checkpoint of a run (``last.pt``, ``best.pt`` or :func:`export_weights`' file),
+    checked to hold ``model`` weights and the ``meta`` that rebuilds its detector.
+
+    Raises:
+        CheckpointError: not a checkpoint, one holding pickled code, or a torch file that is
+            not a yolo_teach run (a bare ``state_dict``, another project's checkpoint).
+    """
+    state = load_checkpoint(path)
+    meta = state.get("meta") if isinstance(state, dict) else None
+    if not isinstance(meta, dict) or "model" not in meta or not isinstance(state.get("model"),
+                                                                            dict):
+        raise CheckpointError("not a yolo_teach checkpoint: expected 'model' weights and the "
+                              "'meta' of a run (written by yolo-teach train)", path)
+    if meta["model"] not in detector_names():
+        raise CheckpointError(f"holds the unknown model {meta['model']!r}; expected one of "
+                              f"{detector_names()}", path)
+    return state
+
+
+def run_weights(state: dict, use_ema: bool = True) -> dict:
+    """The weights of a run's checkpoint: the EMA ones when it kept them and ``use_ema``."""
+    return state["ema"] if use_ema and state.get("ema") is not None else state["model"]
+
+
+def load_matching_weights(model: torch.nn.Module, weights: dict) -> list[str]:
+    """Load every tensor of ``weights`` whose name and shape match one of ``model``'s; return
+    the names of ``model``'s tensors left as they were (e.g. a head built for another number of
+    classes). Float16 weights are copied into the float32 model."""
+    own = model.state_dict()
+    matching = {k: v for k, v in weights.items() if k in own and own[k].shape == v.shape}
+    model.load_state_dict(matching, strict=False)
+    return [k for k in own if k not in matching]
+
+
+def _checkpoint_anchors(meta: dict, img_size: int):
+    """A run's anchors (pixels at its ``img_size``) rescaled to ``img_size``; ``None`` without."""
+    if meta.get("anchors") is None:
+        return None
+    scale = img_size / meta["img_size"]
+    return [(np.asarray(a, np.float64) * scale).tolist() for a in meta["anchors"]]
+
+
 @dataclass
 class Experiment:
-    """What :func:`make_experiment` builds: call ``trainer.fit()`` to train."""
+    """What :func:`make_experiment` builds: call ``trainer.fit()`` to train.
+
+    ``skipped_weights`` lists the model's tensors that ``weights=`` did not provide (their
+    shapes differ, e.g. the head for another class count); ``None`` without ``weights``.
+    """
 
     detector: Detector
     trainer: Trainer
     train_set: BoxDataset
     val_set: BoxDataset
+    skipped_weights: list[str] | None = None
 
     @property
     def class_names(self) -> list[str]:
@@ -149,12 +204,13 @@ class Experiment:
 
 
 def make_experiment(model: str = "yolov3-nano", data: str | Path = "shapes",
-                    assign: str | None = None, img_size: int = 128, n_train: int | None = 2000,
-                    n_val: int | None = 200, data_size: int | None = None,
+                    assign: str | None = None, img_size: int = 128, n_train: int | None = None,
+                    n_val: int | None = None, data_size: int | None = None,
                     data_options: dict | None = None, anchors: str = "kmeans",
                     augment: str | bool | Augment = True, seed: int = 0,
                     out_dir: str | Path | None = None, cfg: TrainConfig | None = None,
                     loss_options: dict | None = None, class_gain_scale: float = 1.0,
+                    weights: str | Path | None = None, device: str | torch.device = "cpu",
                     **cfg_overrides) -> Experiment:
     """Build the detector, the datasets and the trainer of one run.
 
@@ -163,12 +219,14 @@ def make_experiment(model: str = "yolov3-nano", data: str | Path = "shapes",
             ``"yolov3-nano"``.
         data: ``"shapes"``, ``"face_masks"``, ``"ct_lesions"`` or a ``data.yaml`` path.
         assign: an assignment rule of the model, e.g. ``"single"`` (faithful), ``"multi"`` or
-            ``"neighbours"``; ``None`` for its paper's rule.
+            ``"neighbours"``; ``None`` for the rule of ``weights``' run, else its paper's rule.
         img_size: side of the square network input.
-        n_train, n_val: generated images (or the first images of a folder); ``None``: all.
+        n_train, n_val: how many images to generate (``None``: 2000 and 200), or the first
+            images of a ``data.yaml`` dataset to keep (``None``: all of them).
         data_size: side of generated images (default: the generator's own).
         data_options: keyword arguments of the generator (e.g. ``{"max_objects": 3}``).
-        anchors: ``"kmeans"`` (on the training boxes) or ``"official"`` (rescaled).
+        anchors: ``"kmeans"`` (on the training boxes), ``"official"`` (rescaled) or
+            ``"weights"`` (those of the ``weights`` run, rescaled to ``img_size``).
         augment: the training augmentation, an :class:`~yolo_teach.data.augment.Augment` (``True``:
             its defaults, Mosaic included; ``False``: letterbox only) or a preset name
             (:func:`augmentation`).
@@ -182,16 +240,36 @@ def make_experiment(model: str = "yolov3-nano", data: str | Path = "shapes",
         class_gain_scale: multiplies the loss's class gain (the argument its
             ``class_gain_option`` names: ``cls_gain``, YOLOv1's ``lambda_class``) after
             ``loss_options``.
+        weights: a run's checkpoint to start from (model weights only, a fresh optimizer); it
+            must hold the same ``model``. Tensors whose shapes differ (the head, for another
+            class count) keep their initialisation and are listed in
+            :attr:`Experiment.skipped_weights`.
+        device: where to train, ``"cpu"``, ``"cuda"``, ``"mps"`` or ``"auto"``
+            (:func:`~yolo_teach.devices.select_device`).
     """
+    if anchors not in ANCHOR_CHOICES:
+        raise ValueError(f"anchors must be one of {ANCHOR_CHOICES}, got {anchors!r}")
+    start = read_run(weights) if weights is not None else None
+    if start is not None:
+        if start["meta"]["model"] != model:
+            raise CheckpointError(f"holds a {start['meta']['model']}, not a {model}", weights)
+        assign = assign or start["meta"].get("assign")
+    elif anchors == "weights":
+        raise ValueError("anchors='weights' needs weights= (a checkpoint to take them from)")
     cfg = replace(cfg or TrainConfig(), seed=seed, **cfg_overrides)
     train_set = load_dataset(data, "train", n=n_train, size=data_size, seed=seed,
                              options=data_options)
     val_set = load_dataset(data, "val", n=n_val, size=data_size, seed=seed, options=data_options)
     chosen = dataset_anchors(model, train_set, img_size, seed) if anchors == "kmeans" else None
+    if anchors == "weights":
+        chosen = _checkpoint_anchors(start["meta"], img_size)
     torch.manual_seed(seed)
     loss_options = dict(loss_options or {})
     detector = build_detector(model, train_set.num_classes, img_size, assign=assign,
                               anchors=chosen, **loss_options)
+    skipped = None
+    if start is not None:
+        skipped = load_matching_weights(detector.model, run_weights(start))
     if class_gain_scale != 1.0:
         name = detector.criterion.class_gain_option
         loss_options[name] = getattr(detector.criterion, name) * class_gain_scale
@@ -200,6 +278,8 @@ def make_experiment(model: str = "yolov3-nano", data: str | Path = "shapes",
             "class_names": list(train_set.class_names),
             "anchors": [a.tolist() for a in detector.anchors] if detector.anchors else None,
             "loss_options": options_to_meta(loss_options)}
+    if weights is not None:
+        meta["weights"] = str(weights)  # where the run started from
     trainer = Trainer(
         model=detector.model,
         criterion=detector.criterion,
@@ -207,10 +287,10 @@ def make_experiment(model: str = "yolov3-nano", data: str | Path = "shapes",
         train_data=DetectionDataset(train_set, img_size, augment=augmentation(augment), cache=True,
                                       seed=seed),
         val_data=DetectionDataset(val_set, img_size, cache=True),
-        cfg=cfg, out_dir=out_dir, meta=meta,
+        cfg=cfg, out_dir=out_dir, meta=meta, device=device,
     )
-    detector.model = trainer.model  # the trainer may have changed its memory format
-    return Experiment(detector, trainer, train_set, val_set)
+    detector.model = trainer.model  # the trainer may have moved it or changed its memory format
+    return Experiment(detector, trainer, train_set, val_set, skipped)
 
 
 def export_weights(checkpoint: str | Path, path: str | Path, use_ema: bool = True,
@@ -221,8 +301,8 @@ def export_weights(checkpoint: str | Path, path: str | Path, use_ema: bool = Tru
     ``history``, and drops the optimizer state: a nano model's file shrinks about six times.
     ``extra_meta`` is merged into ``meta`` (e.g. how the file was made). Written atomically.
     """
-    state = load_checkpoint(checkpoint)
-    weights = state["ema"] if use_ema and state.get("ema") is not None else state["model"]
+    state = read_run(checkpoint)
+    weights = run_weights(state, use_ema)
     if half:
         weights = {k: v.half() if v.is_floating_point() else v for k, v in weights.items()}
     meta = {**state["meta"], **extra_meta}
@@ -230,19 +310,20 @@ def export_weights(checkpoint: str | Path, path: str | Path, use_ema: bool = Tru
                        path)
 
 
-def load_detector(path: str | Path, use_ema: bool = True) -> tuple[Detector, dict]:
+def load_detector(path: str | Path, use_ema: bool = True,
+                  device: str | torch.device = "cpu") -> tuple[Detector, dict]:
     """Rebuild the detector saved in a trainer checkpoint (``best.pt``/``last.pt``) or in a file
-    written by :func:`export_weights`.
+    written by :func:`export_weights`, on ``device`` (:func:`~yolo_teach.devices.select_device`).
 
     Returns ``(detector, meta)``; the EMA weights are loaded when the run kept them. Float16
-    weights are loaded into the float32 model.
+    weights are loaded into the float32 model. A file that is not such a checkpoint is a
+    :class:`~yolo_teach.checkpoint.CheckpointError` (:func:`read_run`).
     """
-    state = load_checkpoint(path)
+    state = read_run(path)
     meta = state["meta"]
     detector = build_detector(meta["model"], len(meta["class_names"]), meta["img_size"],
                               assign=meta["assign"], anchors=meta["anchors"],
                               **options_from_meta(meta.get("loss_options", {})))
-    weights = state["ema"] if use_ema and state.get("ema") is not None else state["model"]
-    detector.model.load_state_dict(weights)
-    detector.model.eval()
+    detector.model.load_state_dict(run_weights(state, use_ema))
+    detector.model.to(select_device(device)).eval()
     return detector, meta

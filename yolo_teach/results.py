@@ -1,10 +1,10 @@
 """Benchmark results on disk: read the JSON lines the benchmark scripts print, summarise seeds.
 
-The benchmarks (``benchmarks/*.py``) print one JSON object per run; ``benchmarks/results/``
+The benchmarks (``benchmarks/*.py``) print one JSON object per run; ``yolo_teach/assets/results/``
 keeps the lines measured for the course, and the notebooks read them from there instead of
 retraining for minutes::
 
-    rows = read_jsonl("../benchmarks/results/v4_vs_v3.jsonl")
+    rows = read_jsonl(yolo_teach.paths.results("v4_vs_v3.jsonl"))
     summarize(rows, by=("model", "assign"))  # mean, std, min, max and n of map_50 and map
 """
 

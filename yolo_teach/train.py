@@ -12,7 +12,9 @@ What a detector's training needs beyond ``loss.backward()``, each from the paper
 * per-epoch **validation** with our COCO mAP and "keep the weights with the highest mAP"
   (seed 001) in ``best.pt``; the history goes to ``history.csv`` and ``history.json``;
 * **checkpoint and resume**: ``last.pt`` after every epoch, written atomically; it holds model,
-  optimizer, EMA, RNG state and counters, so a resumed run continues exactly where it stopped.
+  optimizer, EMA, RNG state and counters, so a resumed run continues exactly where it stopped;
+* **devices** (:mod:`yolo_teach.devices`): CPU, CUDA (mixed precision by default) or MPS, and
+  several processes with ``torchrun`` (``DistributedDataParallel``; rank 0 validates and saves).
 
 The per-iteration learning rate is a pure function of the progress (:func:`learning_rate`), so
 there is no scheduler state to lose. Data order and augmentation depend only on (seed, epoch).
@@ -32,12 +34,24 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, DistributedSampler
 from tqdm.auto import tqdm
 
 from yolo_teach.checkpoint import atomic_save, load_checkpoint
 from yolo_teach.data.augment import unletterbox_boxes
+from yolo_teach.data.errors import UserError
 from yolo_teach.data.loader import DetectionDataset, collate_detections
+from yolo_teach.devices import (
+    any_rank,
+    as_float32,
+    autocast,
+    grad_scaler,
+    init_distributed,
+    select_device,
+    use_amp,
+    wait_for_all,
+)
 from yolo_teach.metrics import mean_average_precision
 
 Criterion = Callable[[object, torch.Tensor], tuple[torch.Tensor, dict]]
@@ -72,7 +86,8 @@ class TrainConfig:
     time_limit: float | None = None  # seconds of training; stops early when reached
     max_steps: int | None = None  # optimizer steps; stops (and the schedule ends) there
     channels_last: bool = True  # 15-45 % faster convolutions on CPU, measured here
-    num_workers: int = 0
+    num_workers: int = 0  # data-loader processes; results do not depend on it (loader.py)
+    amp: bool | None = None  # mixed precision (float16 autocast + GradScaler); None: on for CUDA
     progress: bool = True
 
 
@@ -161,6 +176,10 @@ class Trainer:
         out_dir: where ``last.pt``, ``best.pt`` and the history go (``None``: keep in memory).
         meta: saved with every checkpoint (model name, classes, anchors...) so that a checkpoint
             alone can rebuild its detector.
+        device: ``"cpu"`` (default), ``"cuda"``, ``"mps"`` or ``"auto"``
+            (:func:`~yolo_teach.devices.select_device`); the model is moved there. Started by
+            ``torchrun``, the trainer joins the process group and trains with
+            ``DistributedDataParallel``: ``cfg.batch_size`` is the total over all processes.
     """
 
     model: nn.Module
@@ -171,11 +190,26 @@ class Trainer:
     cfg: TrainConfig = field(default_factory=TrainConfig)
     out_dir: str | Path | None = None
     meta: dict = field(default_factory=dict)
+    device: str | torch.device = "cpu"
 
     def __post_init__(self) -> None:
+        self.device = select_device(self.device)
+        self.ddp = init_distributed(self.device)  # None unless started by torchrun
         torch.manual_seed(self.cfg.seed)
+        self.model = self.model.to(self.device)
         if self.cfg.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
+        self.amp = use_amp(self.device, self.cfg.amp)
+        self.scaler = grad_scaler(self.device, self.amp)
+        # the module that trains: DDP averages gradients over processes (and broadcasts rank 0's
+        # initial weights); self.model stays the plain module that is evaluated and saved
+        self.train_model = self.model
+        if self.ddp is not None:
+            if self.cfg.batch_size % self.ddp.world_size:
+                raise UserError(f"--batch {self.cfg.batch_size} is not a multiple of the "
+                                f"{self.ddp.world_size} processes")
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.train_model = DistributedDataParallel(self.model, device_ids=ids)
         self.optimizer = build_optimizer(self.model, self.cfg)
         self.ema = ModelEMA(self.model, self.cfg.ema_decay, self.cfg.ema_warmup) \
             if self.cfg.ema else None
@@ -184,17 +218,42 @@ class Trainer:
         self.train_seconds = 0.0
         self.out_dir = Path(self.out_dir) if self.out_dir is not None else None
 
+    @property
+    def is_main(self) -> bool:
+        """Whether this process validates, saves and prints (always, outside ``torchrun``)."""
+        return self.ddp is None or self.ddp.is_main
+
     # ------------------------------------------------------------------ the loop
+    def _sampler(self, epoch: int) -> DistributedSampler:
+        """This process's shard of epoch ``epoch`` (``torchrun``): a seeded shuffle of all
+        images, every ``world_size``-th one from position ``rank``."""
+        sampler = DistributedSampler(self.train_data, self.ddp.world_size, self.ddp.rank,
+                                     shuffle=True, seed=self.cfg.seed, drop_last=True)
+        sampler.set_epoch(epoch)
+        return sampler
+
     def _loader(self, epoch: int) -> DataLoader:
+        """Epoch ``epoch``'s batches: a shuffle that depends only on (seed, epoch), whatever the
+        number of workers; under ``torchrun`` this process's shard of it."""
         self.train_data.set_epoch(epoch)
-        order = torch.Generator().manual_seed(self.cfg.seed * 100_003 + epoch)
-        return DataLoader(self.train_data, batch_size=self.cfg.batch_size, shuffle=True,
-                          generator=order, collate_fn=collate_detections, drop_last=True,
-                          num_workers=self.cfg.num_workers)
+        seed = self.cfg.seed * 100_003 + epoch
+        common = {"collate_fn": collate_detections, "drop_last": True,
+                  "num_workers": self.cfg.num_workers,
+                  "pin_memory": self.device.type == "cuda",
+                  # the workers' base seed, drawn here rather than from the global RNG
+                  "generator": torch.Generator().manual_seed(seed)}
+        if self.ddp is not None:
+            return DataLoader(self.train_data, self.cfg.batch_size // self.ddp.world_size,
+                              sampler=self._sampler(epoch), **common)
+        return DataLoader(self.train_data, batch_size=self.cfg.batch_size,
+                          sampler=epoch_order(len(self.train_data), seed), **common)
 
     @property
     def total_iters(self) -> int:
-        batches = len(self.train_data) // self.cfg.batch_size
+        if self.ddp is None:
+            batches = len(self.train_data) // self.cfg.batch_size
+        else:
+            batches = len(self._sampler(0)) // (self.cfg.batch_size // self.ddp.world_size)
         by_epochs = self.cfg.epochs * max(math.ceil(batches / self.cfg.accumulate), 1)
         return min(by_epochs, self.cfg.max_steps or by_epochs)
 
@@ -206,16 +265,24 @@ class Trainer:
         while self.epoch < cfg.epochs and not out_of_time:
             if stop_after_epoch is not None and self.epoch >= stop_after_epoch:
                 break
-            self.model.train()
+            self.train_model.train()
             sums, batches, images_seen = {}, 0, 0
             epoch_start = time.perf_counter()
-            bar = tqdm(self._loader(self.epoch), desc=f"epoch {self.epoch + 1}/{cfg.epochs}",
-                       disable=not cfg.progress, leave=False)
+            loader = self._loader(self.epoch)
+            bar = tqdm(iter(loader), total=len(loader), leave=False,  # one iterator, one
+                       desc=f"epoch {self.epoch + 1}/{cfg.epochs}",  # set of workers
+                       disable=not (cfg.progress and self.is_main))
             for i, (images, targets) in enumerate(bar):
+                images = images.to(self.device, non_blocking=True)  # the same tensor on the CPU
                 if cfg.channels_last:
                     images = images.contiguous(memory_format=torch.channels_last)
-                loss, parts = self.criterion(self.model(images), targets)
-                (loss / cfg.accumulate).backward()
+                with autocast(self.device, self.amp):  # float16 forward on CUDA only
+                    outputs = self.train_model(images)
+                if self.amp:
+                    outputs = as_float32(outputs)  # the loss in full precision
+                loss, parts = self.criterion(outputs, targets)
+                scaled = loss / cfg.accumulate
+                (self.scaler.scale(scaled) if self.scaler is not None else scaled).backward()
                 if (i + 1) % cfg.accumulate == 0:
                     self._step()
                 for name, value in {"loss": loss.detach(), **parts}.items():
@@ -223,8 +290,11 @@ class Trainer:
                 batches, images_seen = batches + 1, images_seen + len(images)
                 bar.set_postfix(loss=f"{float(loss.detach()):.3f}")
                 self.train_seconds = time.perf_counter() - started
-                if (cfg.time_limit is not None and self.train_seconds >= cfg.time_limit) or (
-                        cfg.max_steps is not None and self.iteration >= cfg.max_steps):
+                spent = (cfg.time_limit is not None and self.train_seconds >= cfg.time_limit) or (
+                    cfg.max_steps is not None and self.iteration >= cfg.max_steps)
+                if self.ddp is not None and cfg.time_limit is not None:
+                    spent = any_rank(spent, self.device)  # all processes stop at the same step
+                if spent:
                     out_of_time = True  # the budget of seconds or steps is spent
                     break
             if batches % cfg.accumulate:  # gradients left over from an incomplete accumulation
@@ -237,8 +307,8 @@ class Trainer:
                    **{f"train_{k}": v / max(batches, 1) for k, v in sums.items()}}
             last = self.epoch >= cfg.epochs or out_of_time or self.epoch == stop_after_epoch
             improved = False
-            if self.val_data is not None and (last or (cfg.val_every and
-                                                       self.epoch % cfg.val_every == 0)):
+            if self.val_data is not None and self.is_main and (
+                    last or (cfg.val_every and self.epoch % cfg.val_every == 0)):
                 metrics = self.evaluate()
                 row.update({k: metrics[k] for k in ("map", "map_50", "map_75")})
                 improved = metrics["map_50"] > self.best_fitness
@@ -249,6 +319,7 @@ class Trainer:
                 self._save("best.pt")
             self._save("last.pt")
             self._write_history()
+        wait_for_all()  # under torchrun, the others wait while rank 0 validates and saves
         return self.history
 
     def _progress(self) -> float:
@@ -266,9 +337,15 @@ class Trainer:
         for group in self.optimizer.param_groups:
             group["lr"] = learning_rate(self.cfg, self.iteration, self.total_iters,
                                         self._progress())
+        if self.scaler is not None:
+            self.scaler.unscale_(self.optimizer)  # clip the true gradients, not the scaled ones
         if self.cfg.grad_clip:
             nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
-        self.optimizer.step()
+        if self.scaler is not None:
+            self.scaler.step(self.optimizer)  # skips the step if a gradient overflowed
+            self.scaler.update()
+        else:
+            self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         if self.ema is not None:
             self.ema.update(self.model)
@@ -303,7 +380,11 @@ class Trainer:
             "epoch": self.epoch, "iteration": self.iteration,
             "best_fitness": self.best_fitness, "train_seconds": self.train_seconds,
             "history": self.history, "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state(self.device)
+            if self.device.type == "cuda" else None,
+            "scaler": self.scaler.state_dict() if self.scaler is not None else None,
             "config": asdict(self.cfg), "meta": self.meta,
+            "world_size": self.ddp.world_size if self.ddp is not None else 1,
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -316,6 +397,10 @@ class Trainer:
         self.best_fitness, self.train_seconds = state["best_fitness"], state["train_seconds"]
         self.history = list(state["history"])
         torch.set_rng_state(state["torch_rng"])
+        if self.device.type == "cuda" and state.get("cuda_rng") is not None:
+            torch.cuda.set_rng_state(state["cuda_rng"], self.device)
+        if self.scaler is not None and state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
 
     def resume(self, path: str | Path | None = None) -> Trainer:
         """Continue from ``path`` (default ``out_dir/last.pt``); returns ``self``."""
@@ -324,11 +409,11 @@ class Trainer:
         return self
 
     def _save(self, name: str) -> None:
-        if self.out_dir is not None:
+        if self.out_dir is not None and self.is_main:
             atomic_save(self.state_dict(), self.out_dir / name)
 
     def _write_history(self) -> None:
-        if self.out_dir is None or not self.history:
+        if self.out_dir is None or not self.history or not self.is_main:
             return
         (self.out_dir / "history.json").write_text(json.dumps(self.history, indent=1))
         keys = list(dict.fromkeys(k for row in self.history for k in row))
@@ -338,16 +423,34 @@ class Trainer:
             writer.writerows(self.history)
 
 
+def epoch_order(n: int, seed: int) -> list[int]:
+    """The order in which an epoch visits ``n`` training images: a permutation drawn from a
+    generator seeded with ``seed``.
+
+    NOTE: two 64-bit numbers are drawn and dropped first. The loop used to hand
+    ``DataLoader(shuffle=True, generator=...)`` to ``tqdm.auto``, which made two iterators,
+    each drawing the loader's base seed before the permutation; keeping those draws keeps
+    every earlier run's order, so results stay bit-identical.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    for _ in range(2):
+        torch.empty((), dtype=torch.int64).random_(generator=generator)
+    return torch.randperm(n, generator=generator).tolist()
+
+
 @torch.no_grad()
 def predict_dataset(predict: Predictor, model: nn.Module, data: DetectionDataset,
                     batch_size: int = 16, channels_last: bool = False) -> list[dict]:
     """Run ``predict(model, images)`` over ``data`` (in order) and map every box back from the
-    letterboxed network input to its original image: one numpy prediction dict per image."""
+    letterboxed network input to its original image: one numpy prediction dict per image.
+    The images go to the device of ``model``'s weights."""
     model.eval()
+    device = next(model.parameters()).device
     loader = DataLoader(data, batch_size=batch_size, shuffle=False, collate_fn=collate_detections,
                         generator=torch.Generator().manual_seed(0))  # not the global RNG
     preds = []
     for images, _ in loader:
+        images = images.to(device)
         if channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
         for pred in predict(model, images):

@@ -15,7 +15,13 @@ from yolo_teach.data.formats import (
     write_voc,
     write_yolo,
 )
-from yolo_teach.data.shapes import EASY_SHAPES, SHAPE_CLASSES, make_shapes, render_shapes_scene
+from yolo_teach.data.shapes import (
+    EASY_SHAPES,
+    ONE_SHAPE,
+    SHAPE_CLASSES,
+    make_shapes,
+    render_shapes_scene,
+)
 
 __all__ = [
     "BoxDataset",
@@ -25,6 +31,7 @@ __all__ = [
     "LabelError",
     "LabelWarning",
     "EASY_SHAPES",
+    "ONE_SHAPE",
     "SHAPE_CLASSES",
     "WINDOWS",
     "build_dataset",

@@ -9,7 +9,15 @@ from __future__ import annotations
 from pathlib import Path
 
 
-class _LocatedError(ValueError):
+class UserError(Exception):
+    """A problem the user can fix: a missing or malformed file, a bad option, an absent device.
+
+    The command line prints these in one line (``yolo-teach: error: ...``) and exits with status
+    2; any other exception is a bug and keeps its traceback.
+    """
+
+
+class _LocatedError(UserError, ValueError):
     """A ``ValueError`` that knows the file (``.path``) and 1-based line (``.line``) it is about.
 
     ``path`` is ``None`` for a problem with an in-memory dataset; ``line`` is ``None`` for a problem

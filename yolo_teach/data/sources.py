@@ -11,6 +11,7 @@ from pathlib import Path
 
 from yolo_teach.data.core import BoxDataset
 from yolo_teach.data.ct_lesions import make_ct_lesions
+from yolo_teach.data.errors import UserError
 from yolo_teach.data.face_masks import make_face_masks
 from yolo_teach.data.formats import read_yolo
 from yolo_teach.data.shapes import make_shapes
@@ -18,6 +19,10 @@ from yolo_teach.data.shapes import make_shapes
 GENERATORS = {"shapes": make_shapes, "face_masks": make_face_masks, "ct_lesions": make_ct_lesions}
 DEFAULT_SIZES = {"shapes": 128, "face_masks": 256, "ct_lesions": 512}
 VAL_SEED_OFFSET = 1_000
+
+
+class DataNotFoundError(UserError, FileNotFoundError):
+    """``data`` names neither a built-in dataset nor an existing path."""
 
 
 def load_dataset(data: str | Path, split: str = "train", n: int | None = None,
@@ -48,7 +53,7 @@ def load_dataset(data: str | Path, split: str = "train", n: int | None = None,
                          f"{sorted(GENERATORS)}, not the path {str(data)!r}")
     path = Path(data)
     if not path.exists():
-        raise FileNotFoundError(
-            f"--data {data!r} is neither a built-in dataset {sorted(GENERATORS)} nor a path")
+        raise DataNotFoundError(
+            f"--data {str(data)!r} is neither a built-in dataset {sorted(GENERATORS)} nor a path")
     dataset = read_yolo(path, split=split)
     return dataset.subset(range(min(n, len(dataset)))) if n is not None else dataset

@@ -259,7 +259,7 @@ def assignment_table_html(rows: Sequence[dict], num_gt: int, labels=None,
     note = "" if not orphans else (
         "<p>No responsible prediction (not learned on these maps): "
         + ", ".join(gt_name(g) for g in orphans) + "</p>")
-    style = "border-collapse:collapse;font-size:11px;text-align:right"
+    style = "border-spacing:0.7em 0.1em;font-size:11px;line-height:1.35;text-align:right"
     return f"<table style='{style}'>{head}{''.join(body)}</table>{note}"
 
 

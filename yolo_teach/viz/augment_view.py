@@ -344,7 +344,7 @@ def mosaic_preview(dataset, index: int = 0, seed: int = 0,
     if class_names is None:
         class_names = getattr(dataset, "class_names", None)
     active = _check_toggles(toggles)
-    style, layout = {"description_width": "5em"}, widgets.Layout(width="20em")
+    style, layout = {"description_width": "5.5em"}, widgets.Layout(width="21em")
 
     def slider(kind, description, value, lo, hi, step):
         return kind(value=value, min=lo, max=hi, step=step, description=description,

@@ -126,11 +126,13 @@ def draw_boxes(ax: Axes, boxes, labels=None, scores=None, class_names: Sequence[
 
 
 def class_legend(ax: Axes, class_names: Sequence[str], loc: str = "upper right",
-                 extra: Sequence[tuple[str, dict]] = (), fontsize: float = 7) -> Axes:
-    """A legend with one coloured line per class, plus ``extra`` ``(text, Line2D kwargs)`` entries
-    (e.g. ``("ground truth", {"color": "k", "linestyle": "--"})``)."""
+                 extra: Sequence[tuple[str, dict]] = (), fontsize: float = 7,
+                 only: Sequence[int] | None = None) -> Axes:
+    """A legend with one coloured line per class (or per class index in ``only``), plus
+    ``extra`` ``(text, Line2D kwargs)`` entries (e.g. ``("ground truth", {"color": "k",
+    "linestyle": "--"})``)."""
     handles = [Line2D([], [], color=class_color(k), linewidth=2, label=name)
-               for k, name in enumerate(class_names)]
+               for k, name in enumerate(class_names) if only is None or k in only]
     handles += [Line2D([], [], label=text, **style) for text, style in extra]
     ax.legend(handles=handles, loc=loc, fontsize=fontsize, framealpha=0.85)
     return ax

@@ -164,7 +164,8 @@ def metrics_html(metrics: dict, class_names: Sequence[str], classes: Iterable[in
         rows.append(f"<tr><td style='color:{class_color(k)};text-align:left'>"
                     f"<b>{class_names[k]}</b></td><td>{n}</td><td>{tp}</td><td>{fp}</td>"
                     f"<td>{p:.2f}</td><td>{r:.2f}</td><td>{ap}</td></tr>")
-    table = ("<table style='border-collapse:collapse;font-size:11px;text-align:right'>"
+    style = "border-spacing:0.7em 0.1em;font-size:11px;line-height:1.35;text-align:right"
+    table = (f"<table style='{style}'>"
              "<tr><th>class</th><th>GT</th><th>TP</th><th>FP</th><th>P</th><th>R</th>"
              "<th>AP50*</th></tr>" + "".join(rows) + "</table>"
              "<small>* all-points AP at IoU 0.5 of every kept detection (Darknet's); the "
@@ -240,10 +241,11 @@ def prediction_explorer(images, preds: Sequence[dict], targets: Sequence[dict],
         draw_canvas(ax, canvas if image is None else None, image)
         draw_boxes(ax, gt["boxes"], gt["labels"], linestyle="--", linewidth=1.2, text=False)
         draw_boxes(ax, det["boxes"], det["labels"], det["scores"], class_names, fontsize=7)
-        class_legend(ax, list(class_names), fontsize=7,
+        class_legend(ax, list(class_names), fontsize=7, only=chosen,
                      extra=[("ground truth", {"color": "k", "linestyle": "--"})])
-        ax.set_title(f"image {index}: {len(det['boxes'])} kept, {len(gt['boxes'])} ground truths",
-                     fontsize=9)
+        n_gt = len(gt["boxes"])
+        ax.set_title(f"image {index}: {len(det['boxes'])} kept, {n_gt} ground "
+                     f"truth{'' if n_gt == 1 else 's'}", fontsize=9)
         n_candidates = len(as_numpy(preds[index]["scores"]).reshape(-1))
         detail.value = (f"image {index}: {n_candidates} stored detections → score ≥ "
                         f"{c_conf:.2f}, chosen classes, NMS at IoU {c_iou:.2f} → "

@@ -147,7 +147,7 @@ def iou_playground(gt=(120.0, 120.0, 260.0, 220.0), pred=(200.0, 170.0, 330.0, 3
     """
     gt = as_numpy(gt).reshape(4)
     cx, cy, w, h = box_convert(as_numpy(pred).reshape(4), "xyxy", "cxcywh").tolist()
-    style, layout = {"description_width": "2.5em"}, widgets.Layout(width="16em")
+    style, layout = {"description_width": "2.5em"}, widgets.Layout(width="24em")
     controls = {
         name: widgets.FloatSlider(value=value, min=lo, max=canvas, step=1.0, description=name,
                                   continuous_update=False, style=style, layout=layout,
@@ -200,8 +200,8 @@ def nms_explorer(boxes, scores, labels, image=None, class_names: Sequence[str] |
     if image is None and size is None:
         side = float(np.ceil(max(boxes.max(initial=1.0), 1.0)))
         size = (side, side)
-    style = {"description_width": "5em"}
-    layout = widgets.Layout(width="20em")
+    style = {"description_width": "6.5em"}
+    layout = widgets.Layout(width="22em")
     controls = {
         "method": widgets.Dropdown(options=[(v, k) for k, v in NMS_METHODS.items()], value=method,
                                    description="method", style=style, layout=layout),
