@@ -6,6 +6,7 @@
 - :mod:`~yolo_teach.layers.heads`: the anchor head (3x3 conv, linear 1x1 conv per scale);
 - :mod:`~yolo_teach.layers.activations`: Mish and its memory-saving twin (YOLOv4 §3.4);
 - :mod:`~yolo_teach.layers.csp`: cross-stage-partial stages and blocks (CSPNet, YOLOv4 §3.1);
+- :mod:`~yolo_teach.layers.c3`: YOLOv5's C3 (YOLOX's CSPLayer), its bottleneck, DWConv;
 - :mod:`~yolo_teach.layers.spp`: SPP(5, 9, 13) and SPPF (YOLOv4 §3.4);
 - :mod:`~yolo_teach.layers.attention`: YOLOv4's point-wise SAM (§3.4);
 - :mod:`~yolo_teach.layers.regularization`: DropBlock and class label smoothing (§3.4).
@@ -15,6 +16,7 @@ Models import their blocks from here, never from another model file.
 
 from yolo_teach.layers.activations import MemoryEfficientMish, Mish, activation_cost
 from yolo_teach.layers.attention import SAM
+from yolo_teach.layers.c3 import C3, Bottleneck, DWConv
 from yolo_teach.layers.conv import (
     ConvBNAct,
     DarknetLeaky,
@@ -30,10 +32,13 @@ from yolo_teach.layers.regularization import DropBlock2d, smooth_labels
 from yolo_teach.layers.spp import SPP, SPPF
 
 __all__ = [
+    "C3",
     "SAM",
     "SPP",
     "SPPF",
     "AnchorHead",
+    "Bottleneck",
+    "DWConv",
     "CSPBlock",
     "CSPStage",
     "ChannelSplit",
