@@ -5,8 +5,10 @@ from yolo_teach.anchors import (
     anchor_fitness,
     anchors_to_grid,
     anchors_to_pixels,
+    autoanchor,
     best_possible_recall,
     kmeans_anchors,
+    ratio_recall,
     wh_iou,
 )
 from yolo_teach.models.yolov2 import ANCHORS as V2_ANCHORS
@@ -94,3 +96,24 @@ def test_unit_conversion_and_constants():
     grid = anchors_to_grid(YOLOV3_ANCHORS, strides)
     assert grid[0].tolist() == [10 / 8, 13 / 8] and grid[8].tolist() == [373 / 32, 326 / 32]
     np.testing.assert_allclose(anchors_to_pixels(grid, strides), YOLOV3_ANCHORS)
+
+
+def test_ratio_recall_by_hand():
+    anchors = [[10.0, 10.0]]
+    # ratios 1, 3.9 (kept), 4.1 (lost) on the worse side
+    wh = [[10.0, 10.0], [39.0, 10.0], [10.0, 41.0]]
+    assert ratio_recall(wh, anchors) == pytest.approx(2 / 3)
+    assert ratio_recall(wh, anchors, anchor_t=5.0) == 1.0
+
+
+def test_autoanchor_keeps_good_anchors_and_refits_bad_ones():
+    rng = np.random.default_rng(0)
+    wh = np.concatenate([rng.uniform(8, 16, (200, 2)), rng.uniform(80, 120, (200, 2))])
+    good = [[12.0, 12.0], [100.0, 100.0]]
+    kept = autoanchor(wh, good)
+    assert not kept["refit"] and kept["recall_before"] == 1.0
+    np.testing.assert_array_equal(kept["anchors"], good)
+    bad = [[300.0, 300.0], [400.0, 400.0]]  # nothing small can be learned
+    fixed = autoanchor(wh, bad)
+    assert fixed["refit"] and fixed["recall_before"] < 0.98 <= fixed["recall_after"]
+    assert fixed["recall_after"] == ratio_recall(wh, fixed["anchors"])

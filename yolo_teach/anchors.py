@@ -184,3 +184,44 @@ def kmeans_anchors(
         if fitness > best_fitness:
             best, best_fitness = centroids, fitness
     return best[np.argsort(best.prod(1), kind="stable")]
+
+
+# --------------------------------------------------------------------------------------------
+# AutoAnchor (YOLOv5): check the anchors against the data, re-fit them when they do not fit
+# --------------------------------------------------------------------------------------------
+def ratio_recall(wh, anchors, anchor_t: float = 4.0) -> float:
+    """YOLOv5's best possible recall: the fraction of boxes that some anchor can learn.
+
+    A box can be assigned to an anchor when neither side differs by more than ``anchor_t``
+    (:class:`~yolo_teach.losses.assign.NeighbourCellAssigner`), so with
+    :math:`x_{ij} = \\min(w_i/w_j, w_j/w_i, h_i/h_j, h_j/h_i)` the recall is the fraction of boxes
+    with :math:`\\max_j x_{ij} > 1/\\text{anchor\\_t}` (utils/autoanchor.py ``metric``).
+    """
+    wh = np.asarray(wh, dtype=np.float64).reshape(-1, 1, 2)
+    r = wh / np.asarray(anchors, dtype=np.float64).reshape(1, -1, 2)  # (N, A, 2)
+    x = np.minimum(r, 1 / r).min(2)  # (N, A): the worse side's ratio
+    return float(np.mean(x.max(1) > 1 / anchor_t))
+
+
+def autoanchor(wh, anchors, anchor_t: float = 4.0, threshold: float = 0.98,
+               seed: int = 0) -> dict:
+    """YOLOv5's AutoAnchor: keep ``anchors`` if :func:`ratio_recall` reaches ``threshold``,
+    otherwise cluster ``len(anchors)`` new ones and keep whichever set recalls more.
+
+    Returns ``{"anchors": (A, 2) array, "recall_before", "recall_after", "refit": bool}``.
+
+    # NOTE(paper): YOLOv5 re-fits with Euclidean k-means on whitened sizes followed by a genetic
+    # search on its ratio fitness; we cluster with the 1 - IoU k-means of YOLOv2
+    # (:func:`kmeans_anchors`), the one this course teaches.
+    """
+    anchors = np.asarray(anchors, dtype=np.float64).reshape(-1, 2)
+    before = ratio_recall(wh, anchors, anchor_t)
+    result = {"anchors": anchors, "recall_before": before, "recall_after": before,
+              "refit": False}
+    if before >= threshold:
+        return result
+    fitted = kmeans_anchors(wh, k=len(anchors), seed=seed)
+    after = ratio_recall(wh, fitted, anchor_t)
+    if after > before:
+        result.update(anchors=fitted, recall_after=after, refit=True)
+    return result
