@@ -3,9 +3,9 @@
 import pytest
 import torch
 
+from yolo_teach.decode import anchor_points
 from yolo_teach.losses.simota import (
     OUTSIDE_COST,
-    anchor_points,
     centre_prior,
     dynamic_k,
     simota_assign,

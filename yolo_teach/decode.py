@@ -238,6 +238,47 @@ def decode_anchor_maps(
     return torch.cat(rows, dim=1)  # (B, N, 5+K)
 
 
+def anchor_points(grid_sizes, strides, device=None) -> tuple[Tensor, Tensor]:
+    """Centres ``(P, 2)`` in pixels and strides ``(P,)`` of every point, scale after scale,
+    row-major within a scale (the order of the head's flattened outputs)."""
+    centres, point_strides = [], []
+    for (h, w), s in zip(grid_sizes, strides):
+        y, x = torch.meshgrid(torch.arange(h, device=device), torch.arange(w, device=device),
+                              indexing="ij")
+        centres.append((torch.stack([x, y], -1).reshape(-1, 2) + 0.5) * s)  # (H W, 2)
+        point_strides.append(torch.full((h * w,), float(s), device=device))
+    return torch.cat(centres).float(), torch.cat(point_strides)
+
+
+def flatten_point_maps(outputs: Sequence[Tensor]) -> Tensor:
+    """Anchor-free maps ``[(B, C, H, W), ...]`` -> ``(B, P, C)``, scale after scale, row-major
+    (the order of :func:`anchor_points`)."""
+    return torch.cat([o.flatten(2).transpose(1, 2) for o in outputs], dim=1)
+
+
+def decode_points(raw: Tensor, points: Tensor, strides: Tensor) -> Tensor:
+    """Boxes of an anchor-free head (YOLOX §2.1): ``raw (..., P, 4)`` -> xyxy pixels.
+
+    The centre is the cell's top-left corner plus the raw offset, in strides, and the size an
+    exponential of the raw value, in strides (official ``decode_outputs``):
+    :math:`c_x = (x + t_x) s`, :math:`w = e^{t_w} s`. ``points`` are the cell centres
+    ``(x + 0.5) s`` and ``strides (P,)``.
+    """
+    s = strides[:, None]  # (P, 1)
+    centre = raw[..., :2] * s + points - 0.5 * s
+    size = raw[..., 2:4].exp() * s
+    return box_convert(torch.cat([centre, size], -1), "cxcywh", "xyxy")
+
+
+def decode_anchor_free(outputs: Sequence[Tensor], strides: Sequence[int]) -> Tensor:
+    """YOLOX's raw maps ``[(B, 4 + 1 + K, H/s, W/s)]`` -> ``(B, P, 4 + 1 + K)`` rows
+    ``[x1, y1, x2, y2, objectness, class probabilities...]`` for :func:`postprocess`."""
+    flat = flatten_point_maps(outputs)  # (B, P, 5 + K)
+    points, point_strides = anchor_points([o.shape[-2:] for o in outputs], strides, flat.device)
+    boxes = decode_points(flat[..., :4], points.to(flat.dtype), point_strides.to(flat.dtype))
+    return torch.cat([boxes, flat[..., 4:].sigmoid()], -1)
+
+
 def decode_yolov1(out: Tensor, img_size: int, num_boxes: int = 2) -> Tensor:
     """Raw YOLOv1 output -> every predicted box with its confidence and class probabilities.
 

@@ -57,18 +57,6 @@ class SimOTAResult:
         return self.gt_index >= 0  # (P,)
 
 
-def anchor_points(grid_sizes, strides, device=None) -> tuple[Tensor, Tensor]:
-    """Centres ``(P, 2)`` in pixels and strides ``(P,)`` of every point, scale after scale,
-    row-major within a scale (the order of the head's flattened outputs)."""
-    centres, point_strides = [], []
-    for (h, w), s in zip(grid_sizes, strides):
-        y, x = torch.meshgrid(torch.arange(h, device=device), torch.arange(w, device=device),
-                              indexing="ij")
-        centres.append((torch.stack([x, y], -1).reshape(-1, 2) + 0.5) * s)  # (H W, 2)
-        point_strides.append(torch.full((h * w,), float(s), device=device))
-    return torch.cat(centres).float(), torch.cat(point_strides)
-
-
 def centre_prior(gt_boxes: Tensor, points: Tensor, strides: Tensor,
                  radius: float = 2.5) -> tuple[Tensor, Tensor]:
     """``(in_box, in_centre)``, each ``(M, P)``: the point's centre lies strictly inside the
@@ -97,7 +85,8 @@ def simota_assign(gt_boxes: Tensor, gt_labels: Tensor, points: Tensor, strides: 
 
     Args:
         gt_boxes: ``(M, 4)`` xyxy pixels; gt_labels: ``(M,)`` class indices.
-        points, strides: ``(P, 2)`` centres in pixels and ``(P,)`` strides (:func:`anchor_points`).
+        points, strides: ``(P, 2)`` centres in pixels and ``(P,)`` strides
+            (:func:`yolo_teach.decode.anchor_points`).
         pred_boxes: ``(P, 4)`` decoded xyxy pixels, detached.
         pred_scores: ``(P, K)`` joint probabilities ``sigmoid(cls) * sigmoid(obj)``, detached.
     """

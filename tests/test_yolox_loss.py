@@ -1,0 +1,80 @@
+"""YOLOX's loss and the anchor-free decoding it shares with the decoder."""
+
+import math
+
+import pytest
+import torch
+
+from yolo_teach.decode import anchor_points, decode_anchor_free, decode_points, flatten_point_maps
+from yolo_teach.losses.yolox_loss import YOLOXLoss
+
+K = 3
+STRIDES = (8, 16)
+SIZES = [(8, 8), (4, 4)]  # a 64 px image
+
+
+def raw_for(box, point, stride):
+    """The raw (t_x, t_y, t_w, t_h) that decode to ``box`` (xyxy) at the cell of ``point``."""
+    cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+    corner = (point[0] - stride / 2, point[1] - stride / 2)
+    return [(cx - corner[0]) / stride, (cy - corner[1]) / stride,
+            math.log((box[2] - box[0]) / stride), math.log((box[3] - box[1]) / stride)]
+
+
+def outputs_with(predictions, batch=1, logit=-8.0):
+    """Maps that predict nothing (low objectness) except ``predictions``:
+    ``{point index: (box, class)}`` with confident objectness and class."""
+    maps = [torch.full((batch, 5 + K, h, w), logit) for h, w in SIZES]
+    points, strides = anchor_points(SIZES, STRIDES)
+    flat_index = [(k, y, x) for k, (h, w) in enumerate(SIZES) for y in range(h) for x in range(w)]
+    for p, (box, label) in predictions.items():
+        k, y, x = flat_index[p]
+        maps[k][0, :4, y, x] = torch.tensor(raw_for(box, points[p].tolist(), float(strides[p])))
+        maps[k][0, 4, y, x] = 8.0
+        maps[k][0, 5 + label, y, x] = 8.0
+    return maps
+
+
+def test_decode_points_inverts_the_raw_offsets():
+    points, strides = anchor_points(SIZES, STRIDES)
+    box = [20.0, 12.0, 44.0, 40.0]
+    raw = torch.tensor([raw_for(box, points[p].tolist(), float(strides[p])) for p in (0, 27, 70)])
+    decoded = decode_points(raw, points[[0, 27, 70]], strides[[0, 27, 70]])
+    torch.testing.assert_close(decoded, torch.tensor([box] * 3))
+    maps = outputs_with({27: (box, 2)})
+    rows = decode_anchor_free(maps, STRIDES)  # (1, 80, 5 + K)
+    assert rows.shape == (1, 64 + 16, 5 + K) and flatten_point_maps(maps).shape == rows.shape
+    torch.testing.assert_close(rows[0, 27, :4], torch.tensor(box))
+    assert rows[0, 27, 4] > 0.99 and rows[0, 27, 5 + 2] > 0.99 and rows[0, 0, 4] < 0.01
+
+
+def test_a_perfect_prediction_costs_little_and_a_wrong_one_more():
+    box = [16.0, 16.0, 48.0, 48.0]
+    targets = torch.tensor([[0.0, 1, *box]])
+    loss_fn = YOLOXLoss(STRIDES, K, use_l1=True)
+    points, _ = anchor_points(SIZES, STRIDES)
+    centre = [p for p in range(64) if points[p].tolist() in ([28.0, 28.0], [36.0, 36.0])]
+    good, parts = loss_fn(outputs_with({p: (box, 1) for p in centre}), targets)
+    assert parts["box"] < 1e-4 and parts["l1"] < 1e-4  # positives are the perfect points
+    assert good == pytest.approx(sum(parts.values()))
+    wrong, wrong_parts = loss_fn(outputs_with({p: ([0.0, 0, 8, 8], 0) for p in centre}), targets)
+    assert wrong > good and wrong_parts["box"] > 1.0 and wrong_parts["cls"] > parts["cls"]
+
+
+def test_gradients_flow_and_empty_images_only_learn_objectness():
+    maps = [m.requires_grad_() for m in outputs_with({})]
+    loss, parts = YOLOXLoss(STRIDES, K)(maps, torch.zeros(0, 6))
+    assert parts["box"] == 0 and parts["cls"] == 0 and parts["obj"] > 0
+    loss.backward()
+    assert maps[0].grad[:, 4].abs().sum() > 0 and maps[0].grad[:, 5:].abs().sum() == 0
+
+
+def test_ciou_option_and_bad_option():
+    box = [16.0, 16.0, 48.0, 48.0]
+    targets = torch.tensor([[0.0, 1, *box]])
+    maps = outputs_with({27: ([18.0, 14.0, 50.0, 44.0], 1)})
+    _, iou_parts = YOLOXLoss(STRIDES, K)(maps, targets)
+    _, ciou_parts = YOLOXLoss(STRIDES, K, box_loss="ciou")(maps, targets)
+    assert 0 < iou_parts["box"] and 0 < ciou_parts["box"] and iou_parts["box"] != ciou_parts["box"]
+    with pytest.raises(ValueError, match="box_loss"):
+        YOLOXLoss(STRIDES, K, box_loss="giou")
