@@ -78,3 +78,18 @@ def test_ciou_option_and_bad_option():
     assert 0 < iou_parts["box"] and 0 < ciou_parts["box"] and iou_parts["box"] != ciou_parts["box"]
     with pytest.raises(ValueError, match="box_loss"):
         YOLOXLoss(STRIDES, K, box_loss="giou")
+
+
+def test_yolox_cpu_nano_is_registered_and_trains_through_make_experiment():
+    from yolo_teach.experiment import make_experiment
+    from yolo_teach.registry import get_spec
+
+    spec = get_spec("yolox-cpu-nano")
+    assert spec.anchors is None and spec.default_rule == "simota" and spec.img_size == 128
+    exp = make_experiment("yolox-cpu-nano", "shapes", n_train=16, n_val=8, epochs=1, seed=0,
+                          batch_size=8, augment="none", progress=False)
+    assert isinstance(exp.detector.criterion, YOLOXLoss)
+    history = exp.trainer.fit()
+    assert history[-1]["iteration"] == 2 and math.isfinite(history[-1]["train_loss"])
+    preds = exp.detector.predict_dataset(exp.trainer.val_data)
+    assert len(preds) == 8 and preds[0]["boxes"].shape[1] == 4

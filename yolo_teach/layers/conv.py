@@ -50,6 +50,8 @@ class ConvBNAct(nn.Module):
         norm_layer: normalisation class, e.g. ``nn.BatchNorm2d``; ``None`` = no norm, with bias.
         groups: convolution groups (``in_channels`` for a depth-wise conv; YOLOv7's E-ELAN
             uses group convolutions).
+        padding: zero padding on each side; ``None`` = ``kernel_size // 2``. YOLOv5's 6x6
+            stride-2 stem uses 2, so that 640 px give 320.
 
     Shapes:
         (B, C_in, H, W) -> (B, C_out, H/s, W/s)
@@ -66,6 +68,7 @@ class ConvBNAct(nn.Module):
         act_layer: type[nn.Module] | None = DarknetLeaky,
         norm_layer: type[nn.Module] | None = nn.BatchNorm2d,
         groups: int = 1,
+        padding: int | None = None,
     ):
         super().__init__()
         self.conv = nn.Conv2d(
@@ -73,7 +76,7 @@ class ConvBNAct(nn.Module):
             out_channels,
             kernel_size,
             stride=stride,
-            padding=kernel_size // 2,
+            padding=kernel_size // 2 if padding is None else padding,
             groups=groups,
             bias=norm_layer is None,
         )

@@ -2,13 +2,18 @@
 
 - :class:`AnchorHead` - per scale, a 3x3 conv and a linear 1x1 conv to ``A (5 + K)`` channels
   (YOLOv3 §2.3, YOLOv4's head).
+- :class:`DecoupledHead` - YOLOX's anchor-free head (YOLOX §2.1): per scale a 1x1 stem, then a
+  classification branch and a regression branch (box and objectness), ``4 + 1 + K`` channels.
 """
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
+from yolo_teach.layers.c3 import DWConv
 from yolo_teach.layers.conv import ConvBNAct, DarknetLeaky, init_objectness_bias_
 
 
@@ -43,3 +48,65 @@ class AnchorHead(nn.Module):
         """Start sigmoid(t_o) at ``prior`` (RetinaNet/YOLOv5 practice, not in the paper)."""
         for branch in self.branches:
             init_objectness_bias_(branch[-1], self.num_anchors, prior)
+
+
+class DecoupledHead(nn.Module):
+    r"""YOLOX's decoupled head (YOLOX §2.1, Fig. 2; official ``yolox/models/yolo_head.py``).
+
+    Classification and localisation conflict when they share one conv (YOLOX §2.1), so after a
+    1x1 ``stem`` that brings every scale to ``hidden_channels`` the head splits in two::
+
+        stem ─┬─ cls_convs (3x3, 3x3) ─ cls_pred (1x1, bias) ─> K class logits
+              └─ reg_convs (3x3, 3x3) ─┬─ reg_pred (1x1, bias) ─> 4 box offsets
+                                       └─ obj_pred (1x1, bias) ─> 1 objectness logit
+
+    and concatenates ``[reg, obj, cls]`` as the official training output. Anchor-free: one
+    prediction per cell, so there is no A.
+
+    Args:
+        in_channels: neck widths, one per scale (finest first).
+        num_classes: classes K.
+        hidden_channels: width of the stem and the branches (``int(256 * width)`` in YOLOX).
+        depthwise: the branches' 3x3 convs are :class:`~yolo_teach.layers.c3.DWConv`
+            (YOLOX-Nano); the stems stay plain 1x1 convs, as in the official code.
+        act_layer: activation class (SiLU).
+
+    Shapes:
+        [(B, C_i, H_i, W_i)] -> [(B, 4 + 1 + K, H_i, W_i)], same order as the input.
+    """
+
+    def __init__(self, in_channels: tuple[int, ...], num_classes: int, hidden_channels: int = 256,
+                 depthwise: bool = False, act_layer: type[nn.Module] = nn.SiLU):
+        super().__init__()
+        self.num_classes = num_classes
+        c, act = hidden_channels, act_layer
+
+        def conv3x3() -> nn.Module:
+            return DWConv(c, c, 3, 1, act) if depthwise else ConvBNAct(c, c, 3, 1, act)
+
+        self.stems = nn.ModuleList(ConvBNAct(c_in, c, 1, 1, act) for c_in in in_channels)
+        self.cls_convs = nn.ModuleList(nn.Sequential(conv3x3(), conv3x3()) for _ in in_channels)
+        self.reg_convs = nn.ModuleList(nn.Sequential(conv3x3(), conv3x3()) for _ in in_channels)
+        self.cls_preds = nn.ModuleList(nn.Conv2d(c, num_classes, 1) for _ in in_channels)
+        self.reg_preds = nn.ModuleList(nn.Conv2d(c, 4, 1) for _ in in_channels)
+        self.obj_preds = nn.ModuleList(nn.Conv2d(c, 1, 1) for _ in in_channels)
+
+    def forward(self, features: list[torch.Tensor]) -> list[torch.Tensor]:
+        outputs = []
+        for k, x in enumerate(features):
+            x = self.stems[k](x)  # (B, hidden, H, W)
+            cls_feat = self.cls_convs[k](x)  # (B, hidden, H, W)
+            reg_feat = self.reg_convs[k](x)  # (B, hidden, H, W)
+            reg = self.reg_preds[k](reg_feat)  # (B, 4, H, W)
+            obj = self.obj_preds[k](reg_feat)  # (B, 1, H, W)
+            cls = self.cls_preds[k](cls_feat)  # (B, K, H, W)
+            outputs.append(torch.cat([reg, obj, cls], dim=1))  # (B, 4 + 1 + K, H, W)
+        return outputs
+
+    @torch.no_grad()
+    def init_bias(self, prior: float = 0.01) -> None:
+        r"""Start sigmoid(obj) and sigmoid(cls) at ``prior``: :math:`b = -\log((1 - \pi) / \pi)`
+        (official ``YOLOXHead.initialize_biases(1e-2)``; RetinaNet §4.1)."""
+        bias = -math.log((1.0 - prior) / prior)
+        for pred in [*self.cls_preds, *self.obj_preds]:
+            pred.bias.fill_(bias)

@@ -14,6 +14,8 @@ factory            network                                     output per image
 ``cspdarknet53()`` csdarknet53-omega.cfg classifier, 256 px       (1000,)
 ``yolov4()``       yolov4.cfg, 416 px, 80 classes               (255, 52|26|13, ...) strides 8-32
 ``yolov4_tiny()``  yolov4-tiny.cfg                              (255, 26|13, ...) strides 16, 32
+``yolov5n()``...   yolov5{n,s,m,l,x}.yaml v6.0+, 640 px, 80    (255, 80|40|20, ...) strides 8-32
+``yolox_s()``...   YOLOX-S/M/L/X 640 px, Tiny/Nano 416 px       (85, 80|40|20, ...) strides 8-32
 ``*_nano()``       same classes, thin and shallow, 128-256 px   same layout
 =================  ==========================================  ===============================
 """
@@ -58,6 +60,28 @@ from yolo_teach.models.yolov4_tiny import (
     yolov4_tiny,
     yolov4_tiny_nano,
 )
+from yolo_teach.models.yolov5 import (
+    YOLOv5,
+    YOLOv5Config,
+    yolov5l,
+    yolov5m,
+    yolov5n,
+    yolov5n_se_mish,
+    yolov5s,
+    yolov5x,
+)
+from yolo_teach.models.yolox import (
+    YOLOX,
+    YOLOXConfig,
+    decode_outputs,
+    yolox_cpu_nano,
+    yolox_l,
+    yolox_m,
+    yolox_nano,
+    yolox_s,
+    yolox_tiny,
+    yolox_x,
+)
 
 __all__ = [
     "LayerRow",
@@ -76,6 +100,16 @@ __all__ = [
     "YOLOv4Config",
     "YOLOv4Tiny",
     "YOLOv4TinyConfig",
+    "YOLOX",
+    "YOLOXConfig",
+    "decode_outputs",
+    "yolox_cpu_nano",
+    "yolox_l",
+    "yolox_m",
+    "yolox_nano",
+    "yolox_s",
+    "yolox_tiny",
+    "yolox_x",
     "count_flops",
     "cspdarknet53",
     "count_parameters",
@@ -93,4 +127,12 @@ __all__ = [
     "yolov4_nano_mish",
     "yolov4_tiny",
     "yolov4_tiny_nano",
+    "YOLOv5",
+    "YOLOv5Config",
+    "yolov5l",
+    "yolov5m",
+    "yolov5n",
+    "yolov5n_se_mish",
+    "yolov5s",
+    "yolov5x",
 ]

@@ -1,0 +1,254 @@
+"""YOLOv5 (Ultralytics, v6.0 and later; no paper: the code at ultralytics/yolov5 v7.0 is the
+specification), with the SE-block and Mish variants of the CT-lesion study (seed 000).
+
+YOLOv5 keeps YOLOv4's plan (a CSP backbone, SPP, a PAN neck, three anchor scales) in one block
+vocabulary: ``Conv`` (conv, BN, SiLU), the C3 block (:mod:`yolo_teach.layers.c3`) and SPPF.
+A single network is written once and scaled by two multipliers, so n, s, m, l and x are the
+same class: every block count ``n`` becomes ``max(round(n * depth_multiple), 1)`` and every
+width ``c`` becomes ``ceil(c * width_multiple / 8) * 8`` (models/yolo.py ``parse_model``).
+
+Flow (``yolov5l()``: multipliers 1.0; shape comments give its channels, 640 px)::
+
+    image (B, 3, 640, 640)
+      -> stem: 6x6 stride-2 conv (B, 64, 320, 320)                       (v6.0: replaces Focus)
+      -> 4 stages of [3x3 stride-2 conv, C3 x n]: (B, 128, 160, 160), c3 (B, 256, 80, 80),
+         c4 (B, 512, 40, 40), (B, 1024, 20, 20); then SPPF -> c5 (B, 1024, 20, 20)
+      -> PANet neck, C3 blocks without shortcuts: top-down to p3 (B, 256, 80, 80),
+         bottom-up to p4 (B, 512, 40, 40) and p5 (B, 1024, 20, 20)
+      -> Detect: one 1x1 conv with bias per scale -> 3 maps (B, A*(5+K), H/s, W/s)
+
+Output order: strides 8, 16, 32; channels anchor-major ``[tx, ty, tw, th, to, classes * K]``,
+raw. The loss (neighbour cells, 2σ-0.5 coding, CIoU, IoU objectness) is the ``"neighbours"``
+rule of :mod:`yolo_teach.losses.recipes`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from yolo_teach.detectors import register_anchor_models
+from yolo_teach.layers.activations import Mish
+from yolo_teach.layers.attention import SE
+from yolo_teach.layers.c3 import C3
+from yolo_teach.layers.conv import ConvBNAct
+from yolo_teach.layers.pan import PANet
+from yolo_teach.layers.spp import SPPF
+from yolo_teach.losses.recipes import darknet_rules
+from yolo_teach.registry import AnchorSet
+
+STRIDES = (8, 16, 32)  # output order of YOLOv5.forward (P3, P4, P5)
+INPUT_SIZE = 640
+# models/yolov5*.yaml P5 anchors (w, h) in pixels at 640, P3/8 first (those of YOLOv3).
+ANCHORS = AnchorSet(
+    sizes=((10, 13), (16, 30), (33, 23), (30, 61), (62, 45), (59, 119), (116, 90), (156, 198),
+           (373, 326)),
+    masks=((0, 1, 2), (3, 4, 5), (6, 7, 8)),
+    unit="pixels",
+    reference_size=INPUT_SIZE,
+)  # fmt: skip
+# The yaml's numbers before scaling: stage widths (P1 to P5) and C3 depths (P2 to P5, neck).
+WIDTHS = (64, 128, 256, 512, 1024)
+DEPTHS = (3, 6, 9, 3)
+NECK_DEPTH = 3
+
+
+def make_divisible(channels: float, divisor: int = 8) -> int:
+    """The smallest multiple of ``divisor`` >= ``channels`` (utils/general.py)."""
+    return math.ceil(channels / divisor) * divisor
+
+
+@dataclass(frozen=True)
+class YOLOv5Config:
+    """Sizes of a YOLOv5 network; the defaults are yolov5l.yaml (80 classes).
+
+    ``activation`` and ``se`` are the seed's variants (CT-lesion study, Table 1: "YOLOv5x +
+    SEBlock + Mish"): ``activation=Mish`` replaces every SiLU; ``se=True`` puts an SE block
+    (reduction ``se_reduction``) after each C3 of the backbone.
+    """
+
+    num_classes: int = 80  # K
+    num_anchors: int = 3  # A, per scale
+    depth_multiple: float = 1.0
+    width_multiple: float = 1.0
+    activation: type[nn.Module] = nn.SiLU
+    se: bool = False
+    se_reduction: int = 16
+
+    def width(self, channels: int) -> int:
+        """A yaml width scaled by ``width_multiple`` (rounded up to a multiple of 8)."""
+        return make_divisible(channels * self.width_multiple, 8)
+
+    def depth(self, n: int) -> int:
+        """A yaml block count scaled by ``depth_multiple`` (at least 1)."""
+        return max(round(n * self.depth_multiple), 1)
+
+
+class SPPFBlock(nn.Module):
+    """YOLOv5's SPPF (models/common.py): 1x1 conv to C/2, three 5x5 max-pools in series
+    (:class:`~yolo_teach.layers.spp.SPPF`), concatenation, 1x1 conv over 4 * C/2.
+
+    Shapes:
+        (B, C_in, H, W) -> (B, C_out, H, W)
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 5,
+                 act_layer: type[nn.Module] = nn.SiLU):
+        super().__init__()
+        hidden = in_channels // 2
+        self.cv1 = ConvBNAct(in_channels, hidden, 1, act_layer=act_layer)
+        # NOTE(paper): Ultralytics concatenates [x, m5, m9, m13]; SPPF here gives Darknet's
+        # [m13, m9, m5, x]. Same counts; only weight porting would need a permutation.
+        self.pool = SPPF(kernel_size)
+        self.cv2 = ConvBNAct(4 * hidden, out_channels, 1, act_layer=act_layer)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.pool(self.cv1(x))  # (B, C_in/2 -> 2 C_in, H, W)
+        return self.cv2(x)  # (B, C_out, H, W)
+
+
+class YOLOv5Backbone(nn.Module):
+    """The CSP-Darknet of yolov5*.yaml, layers 0-9: a 6x6 stem, four [stride-2 conv, C3] stages
+    and SPPF; with ``cfg.se`` an SE block after each stage's C3.
+
+    Shapes:
+        (B, 3, H, W) -> c3 (B, 256, H/8, W/8), c4 (B, 512, H/16, W/16), c5 (B, 1024, H/32, W/32)
+    """
+
+    def __init__(self, cfg: YOLOv5Config):
+        super().__init__()
+        act = cfg.activation
+        w = [cfg.width(c) for c in WIDTHS]  # 64, 128, 256, 512, 1024 (yolov5l)
+        # v6.0: Conv(3, 64, k=6, s=2, p=2) replaced Focus + 3x3 conv (same params and FLOPs)
+        self.stem = ConvBNAct(3, w[0], 6, stride=2, act_layer=act, padding=2)
+
+        def stage(c_in: int, c_out: int, n: int) -> nn.Sequential:
+            blocks = [ConvBNAct(c_in, c_out, 3, stride=2, act_layer=act),
+                      C3(c_out, c_out, cfg.depth(n), shortcut=True, act_layer=act)]
+            if cfg.se:
+                # NOTE(paper): the CT-lesion study adds "SEBlocks" to YOLOv5x without saying
+                # where; we put one after each backbone C3, as the improved-YOLOX paper (seed
+                # 004) places its CBAMs (4 modules).
+                blocks.append(SE(c_out, cfg.se_reduction))
+            return nn.Sequential(*blocks)
+
+        self.stage2 = stage(w[0], w[1], DEPTHS[0])
+        self.stage3 = stage(w[1], w[2], DEPTHS[1])
+        self.stage4 = stage(w[2], w[3], DEPTHS[2])
+        self.stage5 = stage(w[3], w[4], DEPTHS[3])
+        self.sppf = SPPFBlock(w[4], w[4], 5, act)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        x = self.stem(x)  # (B, 64, H/2, W/2)
+        x = self.stage2(x)  # (B, 128, H/4, W/4)
+        c3 = self.stage3(x)  # (B, 256, H/8, W/8)
+        c4 = self.stage4(c3)  # (B, 512, H/16, W/16)
+        c5 = self.sppf(self.stage5(c4))  # (B, 1024, H/32, W/32)
+        return c3, c4, c5
+
+
+class Detect(nn.Module):
+    """YOLOv5's Detect without its decoding (models/yolo.py): one 1x1 conv with bias per scale.
+
+    Shapes:
+        [(B, C_i, H_i, W_i)] -> [(B, A*(5+K), H_i, W_i)], same order as the input.
+    """
+
+    def __init__(self, in_channels: tuple[int, ...], num_anchors: int, num_classes: int):
+        super().__init__()
+        self.num_anchors, self.num_classes = num_anchors, num_classes
+        self.m = nn.ModuleList(nn.Conv2d(c, num_anchors * (5 + num_classes), 1)
+                               for c in in_channels)
+
+    def forward(self, features: list[torch.Tensor]) -> list[torch.Tensor]:
+        return [conv(x) for conv, x in zip(self.m, features)]  # [(B, A*(5+K), H, W)]
+
+    @torch.no_grad()
+    def init_bias(self, strides: tuple[int, ...], prior: float | None = None) -> None:
+        r"""YOLOv5's ``_initialize_biases``: objectness :math:`\sigma(b_o) = 8 / (640 / s)^2`
+        (8 objects per 640 px image, spread over the cells of stride s), or ``prior`` on every
+        scale; classes :math:`b_c = \log(0.6 / (K - 0.99999))`."""
+        for conv, s in zip(self.m, strides):
+            bias = conv.bias.view(self.num_anchors, -1)  # (A, 5+K)
+            p = 8 / (640 / s) ** 2 if prior is None else prior
+            # NOTE(paper): YOLOv5 adds these logs to PyTorch's random initial bias; we set them,
+            # as the other models of the package do, so that the prior is exact.
+            bias[:, 4] = math.log(p / (1 - p))
+            bias[:, 5:] = math.log(0.6 / (self.num_classes - 0.99999))
+
+
+class YOLOv5(nn.Module):
+    """The YOLOv5 detector (v6.0+): backbone, PANet neck, Detect; every size from ``cfg``.
+
+    Shapes:
+        (B, 3, H, W) -> [(B, A*(5+K), H/8, W/8), (B, A*(5+K), H/16, W/16),
+        (B, A*(5+K), H/32, W/32)], raw outputs, anchor-major channels.
+    """
+
+    strides = STRIDES
+
+    def __init__(self, cfg: YOLOv5Config = YOLOv5Config()):
+        super().__init__()
+        self.cfg = cfg
+        self.backbone = YOLOv5Backbone(cfg)
+        widths = tuple(cfg.width(c) for c in WIDTHS[2:])  # 256, 512, 1024 (yolov5l)
+        # the PANet of yolov5*.yaml's head, layers 10-23 (C3 blocks without shortcuts)
+        self.neck = PANet(widths, cfg.depth(NECK_DEPTH), act_layer=cfg.activation)
+        self.head = Detect(widths, cfg.num_anchors, cfg.num_classes)
+        for m in self.modules():  # utils/torch_utils.py initialize_weights
+            if isinstance(m, nn.BatchNorm2d):
+                m.eps, m.momentum = 1e-3, 0.03
+        self.init_bias()
+
+    def forward(self, images: torch.Tensor) -> list[torch.Tensor]:
+        c3, c4, c5 = self.backbone(images)  # strides 8, 16, 32
+        features = self.neck(c3, c4, c5)  # [(B, 256, H/8, W/8), ..., (B, 1024, H/32, W/32)]
+        return self.head(features)  # [(B, A*(5+K), H/s, W/s) for s in (8, 16, 32)]
+
+    def init_bias(self, prior: float | None = None) -> None:
+        """YOLOv5's bias initialisation; ``prior`` replaces its per-stride objectness prior."""
+        self.head.init_bias(self.strides, prior)
+
+
+# Factories: models/yolov5{n,s,m,l,x}.yaml (depth_multiple, width_multiple). Counts: unfused,
+# FLOPs = 2 x conv MACs; the README's (fused, thop) figures are 1.9/4.5 ... 86.7/205.7.
+def yolov5n(num_classes: int = 80, **options) -> YOLOv5:
+    """YOLOv5n (v6.0+): depth 0.33, width 0.25 (1.87 M params, 4.47 GFLOPs at 640 px)."""
+    return YOLOv5(YOLOv5Config(num_classes, depth_multiple=0.33, width_multiple=0.25, **options))
+
+
+def yolov5s(num_classes: int = 80, **options) -> YOLOv5:
+    """YOLOv5s (v6.0+): depth 0.33, width 0.50 (7.24 M params, 16.43 GFLOPs at 640 px)."""
+    return YOLOv5(YOLOv5Config(num_classes, depth_multiple=0.33, width_multiple=0.5, **options))
+
+
+def yolov5m(num_classes: int = 80, **options) -> YOLOv5:
+    """YOLOv5m (v6.0+): depth 0.67, width 0.75 (21.19 M params, 48.87 GFLOPs at 640 px)."""
+    return YOLOv5(YOLOv5Config(num_classes, depth_multiple=0.67, width_multiple=0.75, **options))
+
+
+def yolov5l(num_classes: int = 80, **options) -> YOLOv5:
+    """YOLOv5l (v6.0+): depth 1.0, width 1.0 (46.56 M params, 108.99 GFLOPs at 640 px)."""
+    return YOLOv5(YOLOv5Config(num_classes, depth_multiple=1.0, width_multiple=1.0, **options))
+
+
+def yolov5x(num_classes: int = 80, **options) -> YOLOv5:
+    """YOLOv5x (v6.0+): depth 1.33, width 1.25 (86.75 M params, 205.45 GFLOPs at 640 px)."""
+    return YOLOv5(YOLOv5Config(num_classes, depth_multiple=1.33, width_multiple=1.25, **options))
+
+
+def yolov5n_se_mish(num_classes: int = 80) -> YOLOv5:
+    """YOLOv5n with the CT-lesion study's changes: SE blocks in the backbone, Mish for SiLU."""
+    return yolov5n(num_classes, activation=Mish, se=True)
+
+
+# Registration: official P5 anchors, the three rules of an anchor model, YOLOv5's by default.
+register_anchor_models(
+    [("yolov5n", yolov5n, INPUT_SIZE), ("yolov5s", yolov5s, INPUT_SIZE),
+     ("yolov5m", yolov5m, INPUT_SIZE), ("yolov5l", yolov5l, INPUT_SIZE),
+     ("yolov5x", yolov5x, INPUT_SIZE), ("yolov5n-se-mish", yolov5n_se_mish, INPUT_SIZE)],
+    ANCHORS, darknet_rules(), default_rule="neighbours",
+)
