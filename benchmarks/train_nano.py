@@ -32,6 +32,8 @@ RUNS = {  # model -> assignment rules worth comparing
     "yolov4-nano": ("multi", "neighbours"),
     "yolov4-nano-mish": ("multi", "neighbours"),
     "yolov4-tiny-nano": ("single", "neighbours"),
+    "yolov5n": ("neighbours",),  # the official n widths, at 128 px
+    "yolox-cpu-nano": ("simota",),  # YOLOX-Nano's network, anchor-free
 }
 
 
@@ -44,7 +46,7 @@ def run(model: str, assign: str, budget: float | None = None, seed: int = 0, thr
     setup(seed, threads)
     started = time.perf_counter()
     options = {**(short_run(model) if recipe == "short" else {}), **options}
-    exp = make_experiment(model, "shapes", assign=assign, seed=seed, epochs=10_000,
+    exp = make_experiment(model, "shapes", assign=assign, img_size=128, seed=seed, epochs=10_000,
                           time_limit=budget, max_steps=steps, val_every=0, progress=False,
                           **options)
     last = exp.trainer.fit()[-1]

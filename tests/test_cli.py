@@ -243,3 +243,15 @@ def test_python_m_yolo_teach_cli_reports_an_error_in_one_line(tmp_path):
                            str(missing)], capture_output=True, text=True, timeout=120)
     assert done.returncode == 2
     assert done.stderr.splitlines() == [f"yolo-teach: error: --weights {missing}: no such file"]
+
+
+def test_an_unreadable_image_in_a_folder_is_skipped_with_one_note(tmp_path, capsys):
+    from yolo_teach.predict import image_sources
+
+    (tmp_path / "bad.png").write_bytes(b"not a png")
+    cv2.imwrite(str(tmp_path / "ok.png"), np.zeros((32, 32, 3), np.uint8))
+    main(["--version"])  # the command line routes the library's warnings to notes
+    capsys.readouterr()
+    assert [name for name, _ in image_sources(str(tmp_path))] == ["ok"]
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"yolo-teach: note: skipping {tmp_path / 'bad.png'}: not a readable image"]

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 import traceback
 from pathlib import Path
@@ -286,9 +287,19 @@ def export_command(args) -> float:
     return diff
 
 
+class _NoteHandler(logging.Handler):
+    """The library's warnings (logger ``yolo_teach``) as ``yolo-teach: note: ...`` lines."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        print(f"yolo-teach: note: {record.getMessage()}", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run ``yolo-teach`` with ``argv`` (default ``sys.argv[1:]``); returns the exit status."""
     argv = sys.argv[1:] if argv is None else list(argv)
+    log = logging.getLogger("yolo_teach")
+    if not any(isinstance(h, _NoteHandler) for h in log.handlers):
+        log.addHandler(_NoteHandler())
     try:
         args = _parser().parse_args(argv)
         args.func(args)

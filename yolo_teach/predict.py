@@ -12,7 +12,7 @@ For every image ``NAME``, :func:`predict_to_folder` writes into ``out/``:
 
 from __future__ import annotations
 
-import sys
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -28,6 +28,8 @@ from yolo_teach.data.sources import GENERATORS, load_dataset
 from yolo_teach.detectors import Detector
 from yolo_teach.viz.render import render_boxes
 
+LOG = logging.getLogger("yolo_teach")
+
 
 def image_sources(source: str | Path, n: int = 8) -> Iterator[tuple[str, np.ndarray]]:
     """``(name, RGB image (H, W, 3) uint8)`` pairs from a folder of images, one image file, the
@@ -37,7 +39,7 @@ def image_sources(source: str | Path, n: int = 8) -> Iterator[tuple[str, np.ndar
     Raises:
         UserError: ``source`` is none of these, or a folder without images.
         ImageError: a single image file that cannot be read (in a folder, such files are
-            skipped with a note on stderr).
+            skipped with a warning on the ``yolo_teach`` logger).
     """
     path = Path(source)
     if str(source) in GENERATORS:
@@ -54,7 +56,7 @@ def image_sources(source: str | Path, n: int = 8) -> Iterator[tuple[str, np.ndar
         for file in files:
             image = _read_rgb(file)
             if image is None:
-                print(f"yolo-teach: note: skipping {file}: not a readable image", file=sys.stderr)
+                LOG.warning("skipping %s: not a readable image", file)
                 continue
             yield file.stem, image
     elif path.is_file():
