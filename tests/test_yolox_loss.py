@@ -93,3 +93,27 @@ def test_yolox_cpu_nano_is_registered_and_trains_through_make_experiment():
     assert history[-1]["iteration"] == 2 and math.isfinite(history[-1]["train_loss"])
     preds = exp.detector.predict_dataset(exp.trainer.val_data)
     assert len(preds) == 8 and preds[0]["boxes"].shape[1] == 4
+
+
+def test_final_phase_turns_mosaic_off_and_l1_on_from_an_epoch_boundary():
+    """YOLOX's last epochs (TrainConfig.final_phase): 4 epochs of 2 steps, the last half in the
+    final phase -> epochs 3 and 4 train without Mosaic and with the L1 term."""
+    from yolo_teach.experiment import make_experiment
+
+    exp = make_experiment("yolox-cpu-nano", "shapes", n_train=16, n_val=4, epochs=4, seed=0,
+                          batch_size=8, augment="full", progress=False, val_every=0,
+                          final_phase=0.5)
+    assert exp.trainer.final_phase_at == 4
+    assert exp.trainer.train_data.augment.mosaic == 1.0 and not exp.detector.criterion.use_l1
+    history = exp.trainer.fit()
+    assert [row["final_phase"] for row in history] == [False, False, True, True]
+    assert exp.trainer.train_data.augment.mosaic == 0.0
+    assert exp.detector.criterion.use_l1
+    assert all(math.isfinite(row["train_l1"]) for row in history)
+    assert history[0]["train_l1"] == 0.0 and history[-1]["train_l1"] > 0.0
+
+
+def test_final_phase_off_by_default():
+    from yolo_teach.train import TrainConfig
+
+    assert TrainConfig().final_phase == 0.0

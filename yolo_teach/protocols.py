@@ -11,6 +11,7 @@ DetectionModel      images -> raw output maps, in train and eval mode alike
 BoxCoder            raw ``t`` <-> boxes in grid units (decoder and loss share it)
 Assigner            which predictions learn which ground truth (may look at the predictions)
 Criterion           raw outputs + targets -> loss and its logged terms
+PhasedCriterion     a Criterion that changes for the last epochs (YOLOX's L1 phase)
 Decoder             raw outputs -> ``(B, N, 4 + 1 + K)`` rows for NMS
 ==================  ==========================================================================
 """
@@ -93,6 +94,14 @@ class Criterion(Protocol):
     class_gain_option: str
 
     def __call__(self, outputs: Outputs, targets: Tensor) -> tuple[Tensor, dict[str, Tensor]]: ...
+
+
+class PhasedCriterion(Criterion, Protocol):
+    """A criterion that changes for the last epochs of training (YOLOX: the L1 term joins in
+    when Mosaic stops). The trainer calls ``final_phase()`` once, at the start of the first
+    epoch inside ``TrainConfig.final_phase``; criteria without the method are left alone."""
+
+    def final_phase(self) -> None: ...
 
 
 class Decoder(Protocol):

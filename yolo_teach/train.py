@@ -27,7 +27,7 @@ import json
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -88,6 +88,10 @@ class TrainConfig:
     channels_last: bool = True  # 15-45 % faster convolutions on CPU, measured here
     num_workers: int = 0  # data-loader processes; results do not depend on it (loader.py)
     amp: bool | None = None  # mixed precision (float16 autocast + GradScaler); None: on for CUDA
+    # YOLOX §2.1 / official `no_aug_epochs` (15 of 300): the last fraction of the steps trains
+    # without Mosaic and MixUp and, for a loss that has one, with its final-phase terms (YOLOX's
+    # L1). It starts with the first epoch that begins inside that fraction (see `final_phase_at`).
+    final_phase: float = 0.0
     progress: bool = True
 
 
@@ -144,6 +148,7 @@ class Trainer:
         self.ema = ModelEMA(self.model, self.cfg.ema_decay, self.cfg.ema_warmup) \
             if self.cfg.ema else None
         self.epoch, self.iteration, self.best_fitness = 0, 0, -1.0
+        self.in_final_phase = False
         self.history: list[dict] = []
         self.train_seconds = 0.0
         self.out_dir = Path(self.out_dir) if self.out_dir is not None else None
@@ -195,6 +200,8 @@ class Trainer:
         while self.epoch < cfg.epochs and not out_of_time:
             if stop_after_epoch is not None and self.epoch >= stop_after_epoch:
                 break
+            if not self.in_final_phase and self.iteration >= self.final_phase_at:
+                self._enter_final_phase()
             self.train_model.train()
             sums, batches, images_seen = {}, 0, 0
             epoch_start = time.perf_counter()
@@ -232,6 +239,7 @@ class Trainer:
             self.epoch += 1
             row = {"epoch": self.epoch, "iteration": self.iteration,
                    "lr": self.optimizer.param_groups[0]["lr"],
+                   "final_phase": self.in_final_phase,
                    "train_seconds": round(self.train_seconds, 2),
                    "images_per_second": images_seen / max(time.perf_counter() - epoch_start, 1e-9),
                    **{f"train_{k}": v / max(batches, 1) for k, v in sums.items()}}
@@ -251,6 +259,26 @@ class Trainer:
             self._write_history()
         wait_for_all()  # under torchrun, the others wait while rank 0 validates and saves
         return self.history
+
+    @property
+    def final_phase_at(self) -> float:
+        """The step from which an epoch starting there trains in the final phase (infinite
+        when ``cfg.final_phase`` is 0). Epoch-aligned, so that the augmentation of a batch does
+        not depend on the number of loader workers."""
+        if not self.cfg.final_phase:
+            return math.inf
+        return (1.0 - self.cfg.final_phase) * self.total_iters
+
+    def _enter_final_phase(self) -> None:
+        """YOLOX's last epochs (§2.1 "Strong data augmentation"; official ``no_aug_epochs``):
+        Mosaic and MixUp off, and the criterion's ``final_phase()`` (YOLOX: the L1 loss on)."""
+        self.in_final_phase = True
+        augment = self.train_data.augment
+        if augment is not None:
+            self.train_data.augment = replace(augment, mosaic=0.0, mixup=0.0)
+        start = getattr(self.criterion, "final_phase", None)
+        if callable(start):
+            start()
 
     def _progress(self) -> float:
         """Fraction of training done: by steps, or by time when the run has a time budget.

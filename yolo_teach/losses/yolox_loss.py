@@ -49,6 +49,11 @@ class YOLOXLoss:
         self.reg_weight, self.box_loss, self.use_l1 = reg_weight, box_loss, use_l1
         self.cls_gain, self.radius = cls_gain, radius
 
+    def final_phase(self) -> None:
+        """Called by the trainer for the last epochs (``TrainConfig.final_phase``): the L1 term
+        on (official ``yolox_base.py``: ``use_l1`` with ``no_aug_epochs``)."""
+        self.use_l1 = True
+
     def _box_loss(self, pred: Tensor, target: Tensor) -> Tensor:
         if self.box_loss == "ciou":
             return complete_box_iou_loss(pred, target)  # (N,)
