@@ -19,6 +19,7 @@ from yolo_teach.data.shapes import (
     EASY_SHAPES,
     ONE_SHAPE,
     SHAPE_CLASSES,
+    SMALL_SHAPES,
     make_shapes,
     render_shapes_scene,
 )
@@ -33,6 +34,7 @@ __all__ = [
     "EASY_SHAPES",
     "ONE_SHAPE",
     "SHAPE_CLASSES",
+    "SMALL_SHAPES",
     "WINDOWS",
     "build_dataset",
     "convert",

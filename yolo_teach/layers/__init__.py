@@ -9,6 +9,9 @@
 - :mod:`~yolo_teach.layers.csp`: cross-stage-partial stages and blocks (CSPNet, YOLOv4 §3.1);
 - :mod:`~yolo_teach.layers.c3`: YOLOv5's C3 (YOLOX's CSPLayer), its bottleneck, DWConv;
 - :mod:`~yolo_teach.layers.pan`: the PANet neck of YOLOv5 and YOLOX;
+- :mod:`~yolo_teach.layers.cspdarknet`: YOLOX's backbone (Focus, SPP bottleneck, CSPDarknet);
+- :mod:`~yolo_teach.layers.nonlocal_block`: the non-local block and the multi-scale feature
+  fusion of the improved YOLOX (seed 004 eq. 5-7);
 - :mod:`~yolo_teach.layers.spp`: SPP(5, 9, 13) and SPPF (YOLOv4 §3.4);
 - :mod:`~yolo_teach.layers.attention`: YOLOv4's point-wise SAM (§3.4), SE, CBAM, and context
   managers that record their maps or switch them off;
@@ -29,8 +32,10 @@ from yolo_teach.layers.conv import (
     init_objectness_bias_,
 )
 from yolo_teach.layers.csp import ChannelSplit, CSPBlock, CSPStage, TinyCSPBlock
+from yolo_teach.layers.cspdarknet import CSPDarknet, Focus, SPPBottleneck
 from yolo_teach.layers.darknet import ConvSet, DarknetStage
 from yolo_teach.layers.heads import AnchorHead, DecoupledHead
+from yolo_teach.layers.nonlocal_block import NonLocalBlock, NonLocalFusion
 from yolo_teach.layers.pan import PANet
 from yolo_teach.layers.regularization import DropBlock2d, smooth_labels
 from yolo_teach.layers.spp import SPP, SPPF
@@ -49,6 +54,11 @@ __all__ = [
     "DWConv",
     "CSPBlock",
     "CSPStage",
+    "CSPDarknet",
+    "Focus",
+    "NonLocalBlock",
+    "NonLocalFusion",
+    "SPPBottleneck",
     "ChannelSplit",
     "DropBlock2d",
     "MemoryEfficientMish",

@@ -5,13 +5,16 @@
 - :class:`Bottleneck` - 1x1 then 3x3 (or :class:`DWConv`), with a shortcut when the widths match.
 - :class:`C3` - a cross-stage-partial block with three 1x1 convolutions: one branch runs ``n``
   bottlenecks, the other is a 1x1 projection, and a third 1x1 fuses their concatenation. YOLOv5
-  calls it C3 (models/common.py), YOLOX ``CSPLayer`` (yolox/models/network_blocks.py).
+  calls it C3 (models/common.py), YOLOX ``CSPLayer`` (yolox/models/network_blocks.py). With an
+  ``attention_layer`` it is the improved YOLOX's CBAM-CSP (seed 004 §2.1, Fig. 5-6).
 
 Both official codes use SiLU and ``Conv2d(bias=False)`` + BatchNorm; the widths and the order of
 the concatenation (bottleneck branch first) follow them, so parameter counts match exactly.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -74,6 +77,9 @@ class C3(nn.Module):
         shortcut: residual bottlenecks (backbone) or plain ones (YOLOv5's head, ``C3(c, False)``).
         expansion: hidden width fraction (0.5 in both official codes).
         depthwise: depth-wise separable 3x3 in the bottlenecks (YOLOX-Nano).
+        attention_layer: ``channels -> module`` applied to the output, e.g.
+            :class:`~yolo_teach.layers.CBAM`: seed 004's CBAM-CSP puts CBAM "behind the
+            original CSP1_X and CSP2_X modules" (§2.1). ``None`` (default): plain C3.
 
     Shapes:
         (B, C_in, H, W) -> (B, C_out, H, W)
@@ -81,7 +87,8 @@ class C3(nn.Module):
 
     def __init__(self, in_channels: int, out_channels: int, n: int = 1, shortcut: bool = True,
                  expansion: float = 0.5, depthwise: bool = False,
-                 act_layer: type[nn.Module] = nn.SiLU):
+                 act_layer: type[nn.Module] = nn.SiLU,
+                 attention_layer: Callable[[int], nn.Module] | None = None):
         super().__init__()
         hidden = int(out_channels * expansion)
         self.cv1 = ConvBNAct(in_channels, hidden, 1, 1, act_layer)
@@ -89,7 +96,9 @@ class C3(nn.Module):
         self.cv3 = ConvBNAct(2 * hidden, out_channels, 1, 1, act_layer)
         self.m = nn.Sequential(*(Bottleneck(hidden, hidden, shortcut, 1.0, depthwise, act_layer)
                                  for _ in range(n)))
+        self.attention = attention_layer(out_channels) if attention_layer is not None else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = torch.cat([self.m(self.cv1(x)), self.cv2(x)], dim=1)  # (B, 2 * hidden, H, W)
-        return self.cv3(y)  # (B, C_out, H, W)
+        y = self.cv3(y)  # (B, C_out, H, W)
+        return y if self.attention is None else self.attention(y)  # (B, C_out, H, W)

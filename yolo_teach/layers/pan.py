@@ -8,6 +8,8 @@ so one class serves both; YOLOX-Nano makes its stride-2 convs and bottlenecks de
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import nn
 
@@ -23,6 +25,8 @@ class PANet(nn.Module):
         channels: backbone widths ``(c3, c4, c5)`` at strides 8, 16, 32.
         n: bottlenecks per C3.
         depthwise: depth-wise separable stride-2 convs and bottlenecks (YOLOX-Nano).
+        attention_layer: ``channels -> module`` behind every C3 (seed 004's CBAM-CSP2_1, §2.2);
+            ``None``: YOLOv5's and YOLOX's neck.
 
     Shapes:
         c3 (B, c3, H/8, W/8), c4 (B, c4, H/16, W/16), c5 (B, c5, H/32, W/32)
@@ -30,13 +34,15 @@ class PANet(nn.Module):
     """
 
     def __init__(self, channels: tuple[int, int, int], n: int = 3, depthwise: bool = False,
-                 act_layer: type[nn.Module] = nn.SiLU):
+                 act_layer: type[nn.Module] = nn.SiLU,
+                 attention_layer: Callable[[int], nn.Module] | None = None):
         super().__init__()
         c3, c4, c5 = channels
         act = act_layer
 
         def csp(c_in: int, c_out: int) -> C3:
-            return C3(c_in, c_out, n, shortcut=False, depthwise=depthwise, act_layer=act)
+            return C3(c_in, c_out, n, shortcut=False, depthwise=depthwise, act_layer=act,
+                      attention_layer=attention_layer)
 
         def down(ch: int) -> nn.Module:
             return DWConv(ch, ch, 3, 2, act) if depthwise else ConvBNAct(ch, ch, 3, 2, act)

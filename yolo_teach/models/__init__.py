@@ -82,6 +82,13 @@ from yolo_teach.models.yolox import (
     yolox_tiny,
     yolox_x,
 )
+from yolo_teach.models.yolox_improved import (
+    YOLOXImproved,
+    YOLOXImprovedConfig,
+    yolox_improved_cpu_nano,
+    yolox_improved_l,
+    yolox_improved_s,
+)
 
 __all__ = [
     "LayerRow",
@@ -110,6 +117,11 @@ __all__ = [
     "yolox_s",
     "yolox_tiny",
     "yolox_x",
+    "YOLOXImproved",
+    "YOLOXImprovedConfig",
+    "yolox_improved_cpu_nano",
+    "yolox_improved_l",
+    "yolox_improved_s",
     "count_flops",
     "cspdarknet53",
     "count_parameters",
