@@ -32,6 +32,7 @@ RUNS = {  # "model:assign" -> epochs of 2,000 shapes images
     "yolov3-nano:single": 12,
     "yolov3-nano:neighbours": 12,
     "yolov4-nano:multi": 12,
+    "yolox-improved-cpu-nano:simota": 8,  # 2,000 steps; its CBAMs are read in notebook 12
 }
 DATA_OPTIONS = {"yolov1-nano:single": EASY_SHAPES}  # the others: the default scenes
 

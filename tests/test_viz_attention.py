@@ -46,3 +46,17 @@ def test_pictures_from_recorded_maps():
     assert len(ax2.images) == 2 and ax2.images[1].get_array().shape == (16, 16)
     mean = float(maps["2"]["channel"][1].mean())  # the dashed line: mean of all channels
     assert ax1.lines[0].get_ydata()[0] == pytest.approx(mean)
+
+
+def test_spatial_attention_shows_uint8_images_unclipped():
+    """A 0-255 picture is drawn as the same picture in [0, 1], not clipped to white."""
+    import numpy as np
+
+    from yolo_teach.viz.attention_view import draw_spatial_attention
+
+    picture = np.full((8, 8, 3), 100, np.uint8)
+    spatial = torch.full((1, 1, 2, 2), 0.5)
+    ax = Figure().subplots()
+    draw_spatial_attention(ax, picture, spatial)
+    shown = ax.get_images()[0].get_array()
+    assert np.allclose(shown, 100 / 255)

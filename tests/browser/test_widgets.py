@@ -86,6 +86,11 @@ WIDGETS = [
            (Move("image", "type", "5"), Move("conf", "key", "ArrowRight"))),
     Widget("10_yolov4", "prediction-explorer",
            (Move("conf", "type", "0.6"), Move("classes", "click", "star"))),
+    Widget("12_attention", "attention-explorer",
+           (Move("off", "click"), Move("layer", "select", "neck.bottom_up5"),
+            Move("image", "key", "ArrowRight"))),
+    Widget("13_yolox", "prediction-explorer",
+           (Move("conf", "type", "0.02"), Move("classes", "click", "square"))),
 ]
 NOTEBOOKS = list(dict.fromkeys(w.notebook for w in WIDGETS))
 

@@ -47,8 +47,11 @@ def draw_channel_bars(ax: Axes, channel: torch.Tensor, image: int = 0, top: int 
 
 def draw_spatial_attention(ax: Axes, image, spatial: torch.Tensor, index: int = 0,
                            alpha: float = 0.5, title: str | None = None) -> Axes:
-    """The image with its spatial attention (CBAM eq. 3-4) as a heatmap on top."""
+    """The image with its spatial attention (CBAM eq. 3-4) as a heatmap on top. ``image`` is
+    ``(H, W, 3)`` or ``(3, H, W)``, in [0, 1] or 0-255 (uint8 images are scaled to [0, 1])."""
     picture = as_numpy(image)
+    if picture.size and picture.max() > 1.0:  # 0-255 values: imshow would clip floats at 1
+        picture = picture / 255.0
     if picture.ndim == 3 and picture.shape[0] in (1, 3) and picture.shape[2] not in (1, 3):
         picture = picture.transpose(1, 2, 0)  # (3, H, W) -> (H, W, 3)
     heat = spatial_overlay(spatial, picture.shape[:2], index)
