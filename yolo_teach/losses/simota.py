@@ -1,5 +1,5 @@
 """SimOTA: YOLOX's dynamic label assignment (Ge et al. 2021, *YOLOX: Exceeding YOLO Series in
-2021*, §2.2 "SimOTA"), for one image's anchor points.
+2021*, §2.1 "SimOTA"), for one image's anchor points.
 
 An anchor-free head predicts one box per *anchor point* (a cell of a stride-s map, centred at
 ``((x + 0.5) s, (y + 0.5) s)``). Which points learn which ground truth is decided from the
@@ -81,7 +81,7 @@ def dynamic_k(ious: Tensor, topk: int = 10) -> Tensor:
 def simota_assign(gt_boxes: Tensor, gt_labels: Tensor, points: Tensor, strides: Tensor,
                   pred_boxes: Tensor, pred_scores: Tensor, radius: float = 2.5,
                   iou_weight: float = 3.0, topk: int = 10) -> SimOTAResult:
-    """SimOTA for one image (YOLOX §2.2).
+    """SimOTA for one image (YOLOX §2.1).
 
     Args:
         gt_boxes: ``(M, 4)`` xyxy pixels; gt_labels: ``(M,)`` class indices.

@@ -1,4 +1,4 @@
-"""YOLOX's loss (Ge et al. 2021, §2.2; official ``yolo_head.py`` ``get_losses``).
+"""YOLOX's loss (Ge et al. 2021, §2.1; official ``yolo_head.py`` ``get_losses``).
 
 For each image, :func:`~yolo_teach.losses.simota.simota_assign` picks the positive anchor points
 from the detached predictions; then, with :math:`N_{pos}` the positives of the batch,
