@@ -38,7 +38,7 @@ RUNS = {  # model -> assignment rules worth comparing
 
 
 def run(model: str, assign: str, budget: float | None = None, seed: int = 0, threads: int = 2,
-        recipe: str = "short", steps: int | None = None, **options):
+        recipe: str = "short", steps: int | None = None, img_size: int = 128, **options):
     """Train one model for ``budget`` seconds or ``steps`` optimizer steps and return its
     JSON-able summary."""
     if (budget is None) == (steps is None):
@@ -46,12 +46,13 @@ def run(model: str, assign: str, budget: float | None = None, seed: int = 0, thr
     setup(seed, threads)
     started = time.perf_counter()
     options = {**(short_run(model) if recipe == "short" else {}), **options}
-    exp = make_experiment(model, "shapes", assign=assign, img_size=128, seed=seed, epochs=10_000,
+    exp = make_experiment(model, "shapes", assign=assign, img_size=img_size, seed=seed,
+                          epochs=10_000,
                           time_limit=budget, max_steps=steps, val_every=0, progress=False,
                           **options)
     last = exp.trainer.fit()[-1]
     return {
-        "model": model, "assign": assign, "recipe": recipe, "seed": seed,
+        "model": model, "assign": assign, "recipe": recipe, "seed": seed, "img_size": img_size,
         "budget": f"{steps} steps" if steps else f"{budget:g} s",
         "params": count_parameters(exp.detector.model),
         "train_seconds": last["train_seconds"], "iterations": last["iteration"],
@@ -72,6 +73,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
                         help="optimizer steps per run, instead of --budgets")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0])
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--img-size", type=int, default=128,
+                        help="network input side; the shapes scenes are 128 px, so a larger "
+                             "input upsamples them (more feature-map cells per object)")
     parser.add_argument("--recipe", default="short", choices=("short", "default"),
                         help="short: yolo_teach.experiment.short_run(model) (light augmentation, "
                              "batch 8, lr 0.005 (YOLOv1: 0.0005), 4x class gain, EMA 0.995); "
@@ -87,7 +91,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
             for budget in budgets:
                 for seed in args.seeds:
                     result = run(model, assign, seed=seed, threads=args.threads,
-                                 recipe=args.recipe, **budget)
+                                 recipe=args.recipe, img_size=args.img_size, **budget)
                     print(json.dumps(result), flush=True)
                     results.append(result)
     return results

@@ -1,0 +1,98 @@
+"""What makes the YOLOX nano learn faster on the shapes data? One change per run, equal steps.
+
+Every run trains ``yolox-cpu-nano`` (YOLOX-Nano's network) or a variant of its
+:class:`~yolo_teach.models.yolox.YOLOXConfig` with SimOTA and ``short_run("yolox-cpu-nano")``
+for the same number of steps and seed, changing one thing: the network (registered here, from
+outside the package, as any user's model would be), the input size, or one training option.
+One JSON line per run: ``run``, ``model``, ``img_size``, ``options``, ``seed``, ``steps``,
+``params``, ``images_per_second``, ``map_50``, ``map``.
+
+    python benchmarks/yolox_nano_variants.py --threads 1 --steps 600
+    python benchmarks/yolox_nano_variants.py --runs base img256 img320 --steps 2000 \
+        --out yolo_teach/assets/results/yolox_nano_variants.jsonl
+
+Session 6's readings are in benchmarks/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from yolo_teach.experiment import make_experiment, short_run
+from yolo_teach.models.summary import count_parameters
+from yolo_teach.models.yolox import YOLOX, YOLOXConfig, yolox_head
+from yolo_teach.registry import DetectorSpec, detector_names, register
+from yolo_teach.utils import setup
+
+NANO = YOLOXConfig(depth=0.33, width=0.25, depthwise=True)  # yolox_cpu_nano()
+NETWORKS = {  # one field of the nano's config
+    "plain": {"depthwise": False},  # plain 3x3 convs (2.2 M params)
+    "spp3": {"spp_kernel_sizes": (3,)},  # one 3x3 pool: the 4x4 deepest map at 128 px
+    "depth0.67": {"depth": 0.67},  # two bottlenecks per CSP layer
+}
+# run -> (network, input size, training options)
+RUNS = {
+    "base": ("yolox-cpu-nano", 128, {}),
+    **{name: (f"yolox-cpu-nano:{name}", 128, {}) for name in NETWORKS},
+    "lr0.002": ("yolox-cpu-nano", 128, {"lr": 0.002}),
+    "lr0.01": ("yolox-cpu-nano", 128, {"lr": 0.01}),
+    "img192": ("yolox-cpu-nano", 192, {}),
+    "img256": ("yolox-cpu-nano", 256, {}),
+    "img320": ("yolox-cpu-nano", 320, {}),
+    "img256+final-phase": ("yolox-cpu-nano", 256, {"final_phase": 0.15}),
+    "img256+depth0.67": ("yolox-cpu-nano:depth0.67", 256, {}),
+}
+
+
+def register_networks() -> None:
+    for name, change in NETWORKS.items():
+        if f"yolox-cpu-nano:{name}" not in detector_names():
+            cfg = replace(NANO, **change)
+            register(DetectorSpec(
+                name=f"yolox-cpu-nano:{name}", make_head=yolox_head, img_size=128,
+                make_model=lambda k, size, c=cfg: YOLOX(replace(c, num_classes=k)),
+                rules={"simota": None}, default_rule="simota", description=f"nano, {change}"))
+
+
+def run(name: str, steps: int, seed: int = 0, threads: int = 1) -> dict:
+    model, img_size, options = RUNS[name]
+    setup(seed, threads)
+    started = time.perf_counter()
+    exp = make_experiment(model, "shapes", assign="simota", img_size=img_size, seed=seed,
+                          epochs=10_000, max_steps=steps, val_every=0, progress=False,
+                          **{**short_run("yolox-cpu-nano"), **options})
+    last = exp.trainer.fit()[-1]
+    return {"run": name, "model": model, "img_size": img_size, "options": options, "seed": seed,
+            "steps": last["iteration"], "params": count_parameters(exp.detector.model),
+            "images_per_second": round(last["images_per_second"], 1),
+            "map_50": round(last["map_50"], 4), "map": round(last["map"], 4),
+            "wall_seconds": round(time.perf_counter() - started, 1)}
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--runs", nargs="+", default=list(RUNS), choices=list(RUNS))
+    parser.add_argument("--steps", type=int, default=600)
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0])
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--out", type=Path, default=None, help="append the lines to this file")
+    args = parser.parse_args(argv)
+    register_networks()
+    results = []
+    for name in args.runs:
+        for seed in args.seeds:
+            result = run(name, args.steps, seed, args.threads)
+            print(json.dumps(result), flush=True)
+            if args.out is not None:
+                with open(args.out, "a") as f:
+                    f.write(json.dumps(result) + "\n")
+            results.append(result)
+    return results
+
+
+if __name__ == "__main__":
+    main()
