@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from yolo_teach.anchors import kmeans_anchors
+from yolo_teach.anchors import autoanchor, kmeans_anchors
 from yolo_teach.checkpoint import CheckpointError, atomic_save, load_checkpoint
 from yolo_teach.data.augment import Augment
 from yolo_teach.data.core import BoxDataset
@@ -34,7 +34,12 @@ from yolo_teach.devices import select_device
 from yolo_teach.registry import detector_names, get_spec
 from yolo_teach.train import TrainConfig, Trainer
 
-ANCHOR_CHOICES = ("kmeans", "official", "weights")
+ANCHOR_CHOICES = ("kmeans", "official", "weights", "auto")
+
+# YOLOv5's AutoAnchor (utils/autoanchor.py ``check_anchors``): the anchor-to-box side ratio the
+# loss accepts (hyp ``anchor_t``) and the best possible recall below which anchors are re-fitted.
+AUTOANCHOR_T = 4.0
+AUTOANCHOR_THRESHOLD = 0.98
 
 # Named training augmentations. "full" is YOLOv5's recipe (Mosaic, scale/translate, HSV, flips);
 # "light" keeps only the photometric jitter and flips. Measured on the shapes data with a nano
@@ -91,6 +96,31 @@ def dataset_anchors(model: str, dataset: BoxDataset, img_size: int, seed: int = 
     if anchors is None:
         return None
     return kmeans_anchors(letterboxed_wh(dataset, img_size), anchors.num_anchors, seed=seed)
+
+
+def check_anchors(model: str, dataset: BoxDataset, img_size: int, seed: int = 0,
+                  anchor_t: float = AUTOANCHOR_T,
+                  threshold: float = AUTOANCHOR_THRESHOLD) -> tuple[np.ndarray | None, dict | None]:
+    """YOLOv5's AutoAnchor for ``model`` on ``dataset``: keep its official anchors (rescaled to
+    ``img_size``) when their best possible recall (:func:`~yolo_teach.anchors.ratio_recall`,
+    ``anchor_t``) on the training boxes reaches ``threshold``, else re-fit them with k-means
+    (:func:`~yolo_teach.anchors.autoanchor`).
+
+    Returns ``(anchors, decision)``: ``anchors`` is ``None`` when the official ones are kept (or
+    the model has none), else the ``(A, 2)`` re-fitted pixels; ``decision`` is plain data, saved
+    in the run's ``meta``: ``{"anchor_t", "threshold", "recall_before", "recall_after",
+    "refit", "anchors": "official" | "kmeans"}`` (``None`` for a model without anchors).
+    """
+    spec = get_spec(model).anchors
+    if spec is None:
+        return None, None
+    official = torch.cat(spec.pixels(img_size)).double().numpy()  # (A, 2), finest scale first
+    result = autoanchor(letterboxed_wh(dataset, img_size), official, anchor_t=anchor_t,
+                        threshold=threshold, seed=seed)
+    decision = {"anchor_t": anchor_t, "threshold": threshold,
+                "recall_before": result["recall_before"], "recall_after": result["recall_after"],
+                "refit": result["refit"], "anchors": "kmeans" if result["refit"] else "official"}
+    return (result["anchors"] if result["refit"] else None), decision
 
 
 def options_to_meta(options: dict) -> dict:
@@ -190,6 +220,9 @@ class Experiment:
 
     ``skipped_weights`` lists the model's tensors that ``weights=`` did not provide (their
     shapes differ, e.g. the head for another class count); ``None`` without ``weights``.
+    ``autoanchor`` is the decision of ``anchors="auto"`` (:func:`check_anchors`: best possible
+    recall before and after, ``"official"`` or ``"kmeans"`` anchors), also in the run's ``meta``;
+    ``None`` for the other choices and for models without anchors.
     """
 
     detector: Detector
@@ -197,6 +230,7 @@ class Experiment:
     train_set: BoxDataset
     val_set: BoxDataset
     skipped_weights: list[str] | None = None
+    autoanchor: dict | None = None
 
     @property
     def class_names(self) -> list[str]:
@@ -225,8 +259,11 @@ def make_experiment(model: str = "yolov3-nano", data: str | Path = "shapes",
             images of a ``data.yaml`` dataset to keep (``None``: all of them).
         data_size: side of generated images (default: the generator's own).
         data_options: keyword arguments of the generator (e.g. ``{"max_objects": 3}``).
-        anchors: ``"kmeans"`` (on the training boxes), ``"official"`` (rescaled) or
-            ``"weights"`` (those of the ``weights`` run, rescaled to ``img_size``).
+        anchors: ``"kmeans"`` (on the training boxes), ``"official"`` (rescaled),
+            ``"weights"`` (those of the ``weights`` run, rescaled to ``img_size``) or
+            ``"auto"`` (YOLOv5's AutoAnchor, :func:`check_anchors`: the official ones unless
+            their best possible recall is below 0.98, then k-means; the decision is
+            :attr:`Experiment.autoanchor` and ``meta["autoanchor"]``).
         augment: the training augmentation, an :class:`~yolo_teach.data.augment.Augment` (``True``:
             its defaults, Mosaic included; ``False``: letterbox only) or a preset name
             (:func:`augmentation`).
@@ -263,6 +300,9 @@ def make_experiment(model: str = "yolov3-nano", data: str | Path = "shapes",
     chosen = dataset_anchors(model, train_set, img_size, seed) if anchors == "kmeans" else None
     if anchors == "weights":
         chosen = _checkpoint_anchors(start["meta"], img_size)
+    decision = None
+    if anchors == "auto":
+        chosen, decision = check_anchors(model, train_set, img_size, seed)
     torch.manual_seed(seed)
     loss_options = dict(loss_options or {})
     detector = build_detector(model, train_set.num_classes, img_size, assign=assign,
@@ -280,6 +320,8 @@ def make_experiment(model: str = "yolov3-nano", data: str | Path = "shapes",
             "loss_options": options_to_meta(loss_options)}
     if weights is not None:
         meta["weights"] = str(weights)  # where the run started from
+    if decision is not None:
+        meta["autoanchor"] = dict(decision)
     trainer = Trainer(
         model=detector.model,
         criterion=detector.criterion,
@@ -290,7 +332,7 @@ def make_experiment(model: str = "yolov3-nano", data: str | Path = "shapes",
         cfg=cfg, out_dir=out_dir, meta=meta, device=device,
     )
     detector.model = trainer.model  # the trainer may have moved it or changed its memory format
-    return Experiment(detector, trainer, train_set, val_set, skipped)
+    return Experiment(detector, trainer, train_set, val_set, skipped, decision)
 
 
 def export_weights(checkpoint: str | Path, path: str | Path, use_ema: bool = True,
