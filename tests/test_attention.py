@@ -91,3 +91,14 @@ def test_attention_off_makes_every_module_an_identity_until_the_block_ends():
     assert names == ["1", "3", "4.1"]
     torch.testing.assert_close(net(x), with_attention)
     assert not torch.allclose(with_attention, without)
+
+
+def test_summary_counts_cbams_shared_mlp_once():
+    """CBAM's MLP runs twice (average- and max-pooled channels): one set of weights."""
+    from torch import nn
+
+    from yolo_teach.layers.attention import CBAM
+    from yolo_teach.models.summary import count_parameters, summary
+
+    model = nn.Sequential(nn.Conv2d(3, 32, 3, padding=1), CBAM(32))
+    assert summary(model, 16).total_params == count_parameters(model)

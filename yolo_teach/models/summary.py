@@ -195,7 +195,7 @@ def summary(
             handle.remove()
 
     modules = dict(layers)
-    rows = []
+    rows, counted = [], set()
     for index, name in enumerate(order):
         module = modules[name]
         output_shape = shapes[name].pop(0)
@@ -204,6 +204,8 @@ def summary(
         if weighted is not None:
             positions = output_shape[1] * output_shape[2] if len(output_shape) == 3 else 1
             flops = 2 * weighted.weight.numel() * positions  # 2 * MACs per image
+        params = 0 if name in counted else count_parameters(module)
+        counted.add(name)
         rows.append(
             LayerRow(
                 index=index,
@@ -212,7 +214,9 @@ def summary(
                 filters=filters,
                 kernel_stride=kernel_stride,
                 output_shape=output_shape,
-                params=count_parameters(module),
+                # a layer called twice (CBAM's shared MLP) has one set of weights: its
+                # parameters are counted on its first row, its FLOPs on every row
+                params=params,
                 flops=flops,
             )
         )
