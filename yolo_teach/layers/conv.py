@@ -187,3 +187,11 @@ def init_objectness_bias_(pred: nn.Conv2d, num_anchors: int, prior: float = 0.01
     """
     bias = pred.bias.view(num_anchors, -1)  # (A, 5+K)
     bias[:, 4] = -math.log((1.0 - prior) / prior)
+
+
+def set_batch_norm(module: nn.Module, eps: float = 1e-3, momentum: float = 0.03) -> None:
+    """Give every ``BatchNorm2d`` in ``module`` the ``eps`` and ``momentum`` of YOLOv5 and YOLOX
+    (Ultralytics ``initialize_weights``, YOLOX ``init_yolo``; PyTorch's defaults: 1e-5, 0.1)."""
+    for m in module.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.eps, m.momentum = eps, momentum

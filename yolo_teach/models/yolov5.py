@@ -34,7 +34,7 @@ from yolo_teach.detectors import register_anchor_models
 from yolo_teach.layers.activations import Mish
 from yolo_teach.layers.attention import SE
 from yolo_teach.layers.c3 import C3
-from yolo_teach.layers.conv import ConvBNAct
+from yolo_teach.layers.conv import ConvBNAct, set_batch_norm
 from yolo_teach.layers.heads import AnchorHead
 from yolo_teach.layers.pan import PANet
 from yolo_teach.layers.spp import SPPF
@@ -199,9 +199,7 @@ class YOLOv5(nn.Module):
         # the PANet of yolov5*.yaml's head, layers 10-23 (C3 blocks without shortcuts)
         self.neck = PANet(widths, cfg.depth(NECK_DEPTH), act_layer=cfg.activation)
         self.head = Detect(widths, cfg.num_anchors, cfg.num_classes)
-        for m in self.modules():  # utils/torch_utils.py initialize_weights
-            if isinstance(m, nn.BatchNorm2d):
-                m.eps, m.momentum = 1e-3, 0.03
+        set_batch_norm(self)  # utils/torch_utils.py initialize_weights
         self.init_bias()
 
     def forward(self, images: torch.Tensor) -> list[torch.Tensor]:
@@ -271,9 +269,7 @@ class YOLOv5CPUNano(nn.Module):
         self.backbone.sppf.pool = SPPF(1)
         widths = tuple(cfg.width(c) for c in WIDTHS[2:])  # 64, 128, 256 (n)
         self.neck = PANet(widths, cfg.depth(NECK_DEPTH), act_layer=cfg.activation)
-        for m in self.modules():  # YOLOv5's batch norm settings in its backbone and neck
-            if isinstance(m, nn.BatchNorm2d):
-                m.eps, m.momentum = 1e-3, 0.03
+        set_batch_norm(self)  # YOLOv5's batch norm settings in its backbone and neck
         # NOTE(paper): YOLOv5's Detect is one 1x1 conv per scale; see yolov5_cpu_nano().
         self.head = AnchorHead(widths, cfg.num_anchors, cfg.num_classes, act_layer=cfg.activation)
         self.init_bias()

@@ -36,6 +36,7 @@ from torch import nn
 
 from yolo_teach.boxes import box_convert
 from yolo_teach.decode import decode_anchor_free
+from yolo_teach.layers.conv import set_batch_norm
 from yolo_teach.layers.cspdarknet import CSPDarknet
 from yolo_teach.layers.cspdarknet import Focus as Focus  # re-exported: the blocks live in layers
 from yolo_teach.layers.cspdarknet import SPPBottleneck as SPPBottleneck
@@ -94,9 +95,7 @@ class YOLOX(nn.Module):
         self.neck = PANet(channels, round(3 * cfg.depth), cfg.depthwise, act)
         self.head = DecoupledHead(channels, cfg.num_classes, int(cfg.head_channels * w),
                                   cfg.depthwise, act)
-        for m in self.modules():  # official yolox_base.get_model -> init_yolo
-            if isinstance(m, nn.BatchNorm2d):
-                m.eps, m.momentum = 1e-3, 0.03
+        set_batch_norm(self)  # official yolox_base.get_model -> init_yolo
         self.init_bias()
 
     def forward(self, images: torch.Tensor) -> list[torch.Tensor]:

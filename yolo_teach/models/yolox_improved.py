@@ -44,6 +44,7 @@ from torch import nn
 
 from yolo_teach.decode import decode_anchor_free
 from yolo_teach.layers.attention import CBAM
+from yolo_teach.layers.conv import set_batch_norm
 from yolo_teach.layers.cspdarknet import CSPDarknet
 from yolo_teach.layers.heads import DecoupledHead
 from yolo_teach.layers.nonlocal_block import NonLocalFusion
@@ -111,9 +112,7 @@ class YOLOXImproved(nn.Module):
             if cfg.nonlocal_fusion else None
         self.head = DecoupledHead(channels, cfg.num_classes, int(cfg.head_channels * w),
                                   cfg.depthwise, act)
-        for m in self.modules():  # official yolox_base.get_model -> init_yolo
-            if isinstance(m, nn.BatchNorm2d):
-                m.eps, m.momentum = 1e-3, 0.03
+        set_batch_norm(self)  # official yolox_base.get_model -> init_yolo
         self.init_bias()
 
     def forward(self, images: torch.Tensor) -> list[torch.Tensor]:
