@@ -33,6 +33,7 @@ RUNS = {  # model -> assignment rules worth comparing
     "yolov4-nano-mish": ("multi", "neighbours"),
     "yolov4-tiny-nano": ("single", "neighbours"),
     "yolov5n": ("neighbours",),  # the official n widths, at 128 px
+    "yolov5-cpu-nano": ("neighbours",),  # no SPPF pooling at 4 x 4, YOLOv3's head
     "yolox-cpu-nano": ("simota",),  # YOLOX-Nano's network, anchor-free
 }
 

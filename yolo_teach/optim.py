@@ -53,20 +53,30 @@ class ModelEMA:
         for p in self.module.parameters():
             p.requires_grad_(False)
         self.decay, self.warmup, self.updates = decay, warmup, 0
+        self._pairs: tuple | None = None  # (model, its tensors, ours), found on the first update
+
+    def _tensors(self, model: nn.Module) -> tuple[list, list, list, list]:
+        """The floating-point tensors (ours, the model's) and the integer ones, listed once per
+        model: walking a deep nano's modules costs ~10 % of a training step on a CPU. A model
+        whose modules are replaced after the first update must use a new ``ModelEMA``."""
+        if self._pairs is None or self._pairs[0] is not model:
+            mine = [*self.module.parameters(), *self.module.buffers()]
+            theirs = [*model.parameters(), *model.buffers()]
+            if len(mine) != len(theirs):
+                raise ValueError(f"the EMA holds {len(mine)} tensors, the model {len(theirs)}")
+            floats = [i for i, t in enumerate(mine) if t.dtype.is_floating_point]
+            ints = [i for i, t in enumerate(mine) if not t.dtype.is_floating_point]
+            self._pairs = (model, [mine[i] for i in floats], [theirs[i] for i in floats],
+                           [mine[i] for i in ints], [theirs[i] for i in ints])
+        return self._pairs[1:]
 
     @torch.no_grad()
     def update(self, model: nn.Module) -> None:
         self.updates += 1
         d = self.decay * (1 - math.exp(-self.updates / self.warmup))
-        pairs = zip([*self.module.parameters(), *self.module.buffers()],
-                    [*model.parameters(), *model.buffers()])
-        ema, new = [], []
-        for mine, theirs in pairs:
-            if mine.dtype.is_floating_point:
-                ema.append(mine)
-                new.append(theirs.detach())
-            else:  # integer buffers (BN's batch count) are copied
-                mine.copy_(theirs)
+        ema, new, ema_ints, new_ints = self._tensors(model)
+        for mine, theirs in zip(ema_ints, new_ints):  # integer buffers (BN's batch count): copied
+            mine.copy_(theirs)
         torch._foreach_mul_(ema, d)  # one fused pass over all tensors: ~4x faster than a loop
         torch._foreach_add_(ema, new, alpha=1 - d)
 

@@ -13,6 +13,7 @@ Assigner            which predictions learn which ground truth (may look at the 
 Criterion           raw outputs + targets -> loss and its logged terms
 PhasedCriterion     a Criterion that changes for the last epochs (YOLOX's L1 phase)
 Decoder             raw outputs -> ``(B, N, 4 + 1 + K)`` rows for NMS
+Fusable             a block that can return its inference-time equivalent (Conv+BN, RepConv)
 ==================  ==========================================================================
 """
 
@@ -21,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
-from torch import Tensor
+from torch import Tensor, nn
 
 Outputs = Tensor | Sequence[Tensor]  # one map (YOLOv1, YOLOv2) or one per stride, finest first
 
@@ -108,3 +109,13 @@ class Decoder(Protocol):
     """Raw outputs -> ``(B, N, 4 + 1 + K)`` rows ``[x1, y1, x2, y2, objectness, p_1..p_K]``."""
 
     def __call__(self, outputs: Outputs) -> Tensor: ...
+
+
+@runtime_checkable
+class Fusable(Protocol):
+    """A block with an inference-time equivalent: ``fuse()`` returns a *new* module equal to it
+    in eval mode (Conv+BN folded, YOLOv7's RepConv collapsed to one 3x3 conv, implicit
+    knowledge folded into the head), leaving ``self`` untouched. ``yolo_teach.deploy.fuse`` walks
+    a model and replaces every Fusable block by its ``fuse()``."""
+
+    def fuse(self) -> nn.Module: ...

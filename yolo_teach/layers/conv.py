@@ -13,6 +13,7 @@ Every block speaks one vocabulary: ``in_channels``, ``out_channels``, ``hidden_c
 
 from __future__ import annotations
 
+import copy
 import math
 
 import torch
@@ -85,6 +86,13 @@ class ConvBNAct(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.act(self.bn(self.conv(x)))  # (B, C_out, H/s, W/s)
+
+    def fuse(self) -> ConvBNAct:
+        """A new block with the BatchNorm folded into the convolution (:func:`fold_batch_norm`),
+        equal to this one in eval mode; ``bn`` becomes ``nn.Identity``."""
+        fused = copy.deepcopy(self)
+        fused.conv, fused.bn = fold_batch_norm(self.conv, self.bn), nn.Identity()
+        return fused
 
 
 class DarknetResidual(nn.Module):
@@ -187,6 +195,35 @@ def init_objectness_bias_(pred: nn.Conv2d, num_anchors: int, prior: float = 0.01
     """
     bias = pred.bias.view(num_anchors, -1)  # (A, 5+K)
     bias[:, 4] = -math.log((1.0 - prior) / prior)
+
+
+@torch.no_grad()
+def fold_batch_norm(conv: nn.Conv2d, bn: nn.Module) -> nn.Conv2d:
+    r"""A new convolution equal to ``bn(conv(x))`` in eval mode: the BatchNorm folded in.
+
+    With running statistics :math:`\mu, \sigma^2`, scale :math:`\gamma` and shift
+    :math:`\beta` (Ioffe & Szegedy 2015, Alg. 1), per output channel
+    :math:`s = \gamma / \sqrt{\sigma^2 + \epsilon}`:
+
+    .. math:: W' = s\,W, \qquad b' = \beta + s\,(b - \mu)
+
+    ``bn`` may be ``nn.Identity`` (the conv is copied, with a bias). The result always has a
+    bias; it is in float32 or the conv's dtype, on the conv's device.
+    """
+    fused = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride,
+                      conv.padding, conv.dilation, conv.groups, bias=True,
+                      padding_mode=conv.padding_mode).to(conv.weight.device, conv.weight.dtype)
+    bias = conv.bias if conv.bias is not None else torch.zeros_like(conv.weight[:, 0, 0, 0])
+    if isinstance(bn, nn.Identity):
+        fused.weight.copy_(conv.weight)
+        fused.bias.copy_(bias)
+        return fused
+    if not isinstance(bn, nn.BatchNorm2d):
+        raise TypeError(f"cannot fold {type(bn).__name__} into a convolution")
+    scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)  # (C_out,) gamma / sigma
+    fused.weight.copy_(conv.weight * scale.view(-1, 1, 1, 1))  # (C_out, C_in/g, k, k)
+    fused.bias.copy_(bn.bias + scale * (bias - bn.running_mean))  # (C_out,)
+    return fused
 
 
 def set_batch_norm(module: nn.Module, eps: float = 1e-3, momentum: float = 0.03) -> None:

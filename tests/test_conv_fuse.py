@@ -1,0 +1,34 @@
+"""Conv+BN folding (fold_batch_norm, ConvBNAct.fuse): the deploy transform of every zoo model."""
+
+import pytest
+import torch
+from torch import nn
+
+from yolo_teach.layers.conv import ConvBNAct, fold_batch_norm
+
+
+@pytest.mark.parametrize("groups, norm", [(1, True), (2, True), (1, False)])
+def test_conv_bn_fuse_equals_eval_block(groups, norm):
+    # W' = s W, b' = beta + s (b - mu), s = gamma / sqrt(var + eps): the same map in eval mode
+    torch.manual_seed(0)
+    block = ConvBNAct(4, 6, 3, stride=2, groups=groups,
+                      norm_layer=nn.BatchNorm2d if norm else None)
+    if norm:  # non-trivial statistics, or the fold would be an identity
+        block.bn.running_mean.normal_()
+        block.bn.running_var.uniform_(0.5, 2.0)
+        block.bn.weight.data.normal_()
+        block.bn.bias.data.normal_()
+    block.eval()
+    fused = block.fuse()
+    x = torch.randn(2, 4, 9, 9)
+    torch.testing.assert_close(fused(x), block(x), rtol=1e-5, atol=1e-5)
+    assert isinstance(fused.bn, nn.Identity) and fused.conv.bias is not None
+    assert block.bn is not fused.bn  # the original is untouched
+    if norm:  # gamma and beta (2 C) out, a bias (C) in: C = 6 fewer
+        assert sum(p.numel() for p in fused.parameters()) == sum(
+            p.numel() for p in block.parameters()) - 6
+
+
+def test_fold_batch_norm_rejects_other_norms():
+    with pytest.raises(TypeError, match="GroupNorm"):
+        fold_batch_norm(nn.Conv2d(4, 4, 1), nn.GroupNorm(2, 4))
