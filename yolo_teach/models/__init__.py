@@ -15,6 +15,7 @@ factory            network                                     output per image
 ``yolov4()``       yolov4.cfg, 416 px, 80 classes               (255, 52|26|13, ...) strides 8-32
 ``yolov4_tiny()``  yolov4-tiny.cfg                              (255, 26|13, ...) strides 16, 32
 ``yolov5n()``...   yolov5{n,s,m,l,x}.yaml v6.0+, 640 px, 80    (255, 80|40|20, ...) strides 8-32
+``yolov7()``...    yolov7{-tiny,,x}.yaml training, 640 px      (255, 80|40|20, ...) strides 8-32
 ``yolox_s()``...   YOLOX-S/M/L/X 640 px, Tiny/Nano 416 px       (85, 80|40|20, ...) strides 8-32
 ``*_nano()``       same classes, thin and shallow, 128-256 px   same layout
 =================  ==========================================  ===============================
@@ -69,6 +70,14 @@ from yolo_teach.models.yolov5 import (
     yolov5n_se_mish,
     yolov5s,
     yolov5x,
+)
+from yolo_teach.models.yolov7 import (
+    YOLOv7,
+    YOLOv7Config,
+    yolov7,
+    yolov7_tiny,
+    yolov7_tiny_nano,
+    yolov7x,
 )
 from yolo_teach.models.yolox import (
     YOLOX,
@@ -147,4 +156,10 @@ __all__ = [
     "yolov5n_se_mish",
     "yolov5s",
     "yolov5x",
+    "YOLOv7",
+    "YOLOv7Config",
+    "yolov7",
+    "yolov7_tiny",
+    "yolov7_tiny_nano",
+    "yolov7x",
 ]
