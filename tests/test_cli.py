@@ -95,6 +95,20 @@ def test_predict_writes_drawn_images_and_label_files(run, tmp_path, capsys):
     assert "first.png: " in capsys.readouterr().out
 
 
+# ----------------------------------------------------------------- export
+def test_export_fuse_writes_the_fused_network_checked_against_the_unfused(run, tmp_path,
+                                                                          capsys):
+    onnx = pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
+    out = tmp_path / "fused.onnx"
+    assert main(["export", "--weights", str(run), "--fuse", "--out", str(out), *QUIET]) == 0
+    fused_line, check_line = capsys.readouterr().out.strip().splitlines()
+    label, before, _, after, _ = fused_line.split()  # fused: 1,234 -> 1,200 parameters
+    assert label == "fused:" and int(after.replace(",", "")) < int(before.replace(",", ""))
+    assert "max abs diff to PyTorch" in check_line and float(check_line.split()[-1]) < 1e-4
+    assert "BatchNormalization" not in {n.op_type for n in onnx.load(str(out)).graph.node}
+
+
 # ----------------------------------------------------------------- train options
 def test_version(capsys):
     assert main(["--version"]) == 0

@@ -4,6 +4,8 @@ import pytest
 import torch
 from torch import nn
 
+from yolo_teach.deploy import fuse
+from yolo_teach.layers.attention import CBAM
 from yolo_teach.layers.conv import ConvBNAct, fold_batch_norm
 
 
@@ -32,3 +34,18 @@ def test_conv_bn_fuse_equals_eval_block(groups, norm):
 def test_fold_batch_norm_rejects_other_norms():
     with pytest.raises(TypeError, match="GroupNorm"):
         fold_batch_norm(nn.Conv2d(4, 4, 1), nn.GroupNorm(2, 4))
+
+
+def test_cbam_spatial_gate_fuse_folds_its_batch_norm():
+    # the official CBAM's BatchNorm(1) after the 7x7 conv folds like any Conv+BN
+    torch.manual_seed(0)
+    block = CBAM(16, spatial_bn=True)
+    gate = block.spatial_gate
+    gate.bn.running_mean.fill_(0.3)
+    gate.bn.running_var.fill_(2.0)
+    gate.bn.weight.data.fill_(1.5)
+    block.eval()
+    fused = fuse(block)
+    x = torch.randn(2, 16, 8, 8)
+    torch.testing.assert_close(fused(x), block(x), rtol=1e-5, atol=1e-6)
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in fused.modules())

@@ -7,6 +7,7 @@
     yolo-teach val     --weights runs/v3/best.pt --data shapes --device auto
     yolo-teach predict --weights runs/v3/best.pt --source images/ --out runs/v3/predict
     yolo-teach export  --weights runs/v3/best.pt --format onnx --out runs/v3/best.onnx
+    yolo-teach export  --weights runs/v3/best.pt --fuse   # Conv+BN folded, RepConv collapsed
     torchrun --nproc_per_node 2 -m yolo_teach.cli train --device cuda --batch 32 --out runs/ddp
 
 Every command calls the same library functions as the notebooks (:mod:`yolo_teach.experiment`,
@@ -31,6 +32,7 @@ from yolo_teach import __version__
 from yolo_teach.data.errors import UserError
 from yolo_teach.data.loader import DetectionDataset
 from yolo_teach.data.sources import GENERATORS, load_dataset
+from yolo_teach.deploy import fuse
 from yolo_teach.devices import close_distributed, distributed, select_device
 from yolo_teach.experiment import (
     ANCHOR_CHOICES,
@@ -42,6 +44,7 @@ from yolo_teach.experiment import (
 )
 from yolo_teach.export import check_onnx, export_onnx, require
 from yolo_teach.metrics import detection_report, mean_average_precision
+from yolo_teach.models.summary import count_parameters
 from yolo_teach.predict import image_sources, predict_to_folder
 from yolo_teach.registry import assignment_rules, detector_names, get_spec
 from yolo_teach.utils import setup
@@ -177,6 +180,9 @@ def _parser() -> argparse.ArgumentParser:
                         help="ONNX opset (default 17; 18 with --dynamo)")
     export.add_argument("--dynamo", action="store_true",
                         help="torch.export-based exporter (needs onnxscript)")
+    export.add_argument("--fuse", action="store_true",
+                        help="export the fused network (yolo_teach.deploy.fuse: Conv+BN folded, "
+                             "RepConv collapsed); checked against the unfused one")
     return parser
 
 
@@ -280,8 +286,11 @@ def export_command(args) -> float:
     setup(0, args.threads)
     detector, _ = load_detector(weights, device=select_device(args.device))
     out = Path(args.out) if args.out else weights.with_suffix(".onnx")
-    export_onnx(detector, out, opset=args.opset, dynamo=args.dynamo)
-    diff = check_onnx(out, detector)
+    export_onnx(detector, out, opset=args.opset, dynamo=args.dynamo, fuse=args.fuse)
+    if args.fuse:
+        before, after = count_parameters(detector.model), count_parameters(fuse(detector.model))
+        print(f"fused: {before:,} -> {after:,} parameters")
+    diff = check_onnx(out, detector)  # a fused file against the unfused model: fold and export
     print(f"{out}: ONNX of {detector.name}'s raw outputs; max abs diff to PyTorch "
           f"(ONNX Runtime, 2 images): {diff:.2e}")
     return diff

@@ -15,8 +15,15 @@ PyTorch has deprecated it in favour of ``dynamo=True`` (``torch.export`` + ``onn
 18), which gives the same numbers here but takes 3-7 s for a nano: pass ``dynamo=True`` (or
 ``yolo-teach export --dynamo``) to use it.
 
+**Fused export**: ``fuse=True`` (``yolo-teach export --fuse``) exports the network after
+:func:`yolo_teach.deploy.fuse`: BatchNorms folded into the convolutions, YOLOv7's RepConv
+branches collapsed to one 3x3 convolution. Both exporters already fold a plain Conv+BN pair
+into one ``Conv`` node of an eval-mode graph, so the option changes the graph only for the
+blocks they cannot see through (RepConv's parallel branches); the outputs are the same.
+
 :func:`check_onnx` runs the file in ONNX Runtime and returns the largest absolute difference to
-PyTorch (about 1e-6 for the nano models).
+PyTorch (about 1e-6 for the nano models); for a fused file, compare it with the unfused model:
+that checks the fold and the export together.
 """
 
 from __future__ import annotations
@@ -32,6 +39,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from yolo_teach import deploy
 from yolo_teach.data.errors import UserError
 from yolo_teach.detectors import Detector
 
@@ -63,7 +71,7 @@ def _as_list(outputs) -> list[torch.Tensor]:
 
 
 def export_onnx(model: nn.Module | Detector, path: str | Path, img_size: int | None = None,
-                opset: int | None = None, dynamo: bool = False) -> Path:
+                opset: int | None = None, dynamo: bool = False, fuse: bool = False) -> Path:
     """Write ``model``'s forward pass (raw head outputs, see the module docstring) to ``path``.
 
     Args:
@@ -73,6 +81,8 @@ def export_onnx(model: nn.Module | Detector, path: str | Path, img_size: int | N
             a bare network).
         opset: ONNX opset (default 17, or 18 with ``dynamo``).
         dynamo: use the ``torch.export``-based exporter (needs ``onnxscript``).
+        fuse: export :func:`yolo_teach.deploy.fuse`'s copy of the network (Conv+BN folded,
+            RepConv collapsed); ``model`` itself is not changed.
 
     Returns:
         ``path``, checked with ``onnx.checker``.
@@ -83,7 +93,7 @@ def export_onnx(model: nn.Module | Detector, path: str | Path, img_size: int | N
     img_size = img_size or getattr(model, "img_size", None)
     if img_size is None:
         raise ValueError("img_size is needed to export a bare network")
-    network = _network(model)
+    network = deploy.fuse(_network(model)) if fuse else _network(model)
     was_training = network.training
     network.eval()
     device = next(network.parameters()).device

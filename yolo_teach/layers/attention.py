@@ -22,13 +22,14 @@ Each gate is a submodule whose output is the attention map: ``SE.gate`` gives (B
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import torch
 from torch import nn
 
-from yolo_teach.layers.conv import ConvBNAct
+from yolo_teach.layers.conv import ConvBNAct, fold_batch_norm
 
 
 class SAM(nn.Module):
@@ -151,6 +152,15 @@ class SpatialGate(nn.Module):
         # [max, mean]. Only the order of the conv's two input channels differs.
         pooled = torch.cat([x.amax(dim=1, keepdim=True), x.mean(dim=1, keepdim=True)], dim=1)
         return torch.sigmoid(self.bn(self.conv(pooled)))  # (B, 2, H, W) -> (B, 1, H, W)
+
+    def fuse(self) -> SpatialGate:
+        """A new gate with the BatchNorm folded into the 7x7 conv (equal in eval mode); the
+        paper's gate (no BatchNorm) is copied as it is."""
+        fused = copy.deepcopy(self)
+        if isinstance(self.bn, nn.Identity):
+            return fused
+        fused.conv, fused.bn = fold_batch_norm(self.conv, self.bn), nn.Identity()
+        return fused
 
 
 class CBAM(nn.Module):

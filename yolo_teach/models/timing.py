@@ -1,4 +1,5 @@
-"""Measure what a training step costs: wall time per step and the memory kept for backward.
+"""Measure what a training step costs (wall time per step, the memory kept for backward) and what
+one inference call costs (latency).
 
 A training step here is what the trainer repeats: forward, a loss, backward and an optimizer
 step, on one batch of random images already in memory (no data loading, no target assignment,
@@ -12,6 +13,9 @@ does.
   ratio of two best-of-N times is the number to trust.
 - :func:`saved_tensor_bytes` - the bytes of the tensors a forward pass keeps for its backward
   pass (activations, not weights): deterministic, unlike the times.
+- :func:`compare_latency` - milliseconds per call of several inference callables (a PyTorch
+  network, an ONNX Runtime session...), one call per round, rounds interleaved; median and
+  quartiles (``benchmarks/latency.py``).
 
 Timings depend on the machine, the thread count (left as the caller set it, e.g. by
 :func:`yolo_teach.utils.setup`) and whatever else runs; report ratios measured side by side.
@@ -22,7 +26,7 @@ from __future__ import annotations
 import copy
 import time
 from collections.abc import Callable, Iterable, Mapping
-from statistics import median
+from statistics import median, quantiles
 
 import torch
 from torch import nn
@@ -189,3 +193,44 @@ def step_time(
     return compare_step_times(
         {"model": model}, img_size, batch_size, steps, warmup, repeats, seed, optimizer
     )["model"]
+
+
+def compare_latency(
+    runs: Mapping[str, Callable[[], object]], warmup: int = 3, repeats: int = 20
+) -> dict[str, dict]:
+    """Latency of several zero-argument callables (e.g. one network on one batch), side by side.
+
+    Each callable is called ``warmup`` times untimed, then ``repeats`` rounds call each once in
+    turn (A, B, ..., A, B, ...), so that a slow moment of a shared machine hits all of them.
+    A single call's time is skewed by the rest of the machine, only upwards: report the median
+    and the quartiles, not the mean. The callables run as given: wrap a PyTorch network in
+    ``torch.inference_mode()`` yourself.
+
+    Args:
+        runs: ``{name: callable}``; each call is one measured inference.
+        warmup: untimed calls per callable before the first round (caches, allocations,
+            ONNX Runtime's first-run work).
+        repeats: timed rounds N.
+
+    Returns:
+        ``{name: result}``, each result a dict with ``median_ms``, ``q1_ms`` and ``q3_ms`` (the
+        quartiles; their difference is the IQR), ``min_ms``, ``max_ms``, ``times_ms`` (every
+        round, in order), ``repeats`` and ``warmup``.
+    """
+    if repeats < 1 or warmup < 0:
+        raise ValueError(f"need repeats >= 1 and warmup >= 0; got {repeats}, {warmup}")
+    for run in runs.values():
+        for _ in range(warmup):
+            run()
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    for _ in range(repeats):
+        for name, run in runs.items():  # interleaved: A, B, ..., A, B, ...
+            start = time.perf_counter()
+            run()
+            times[name].append((time.perf_counter() - start) * 1000)
+    results = {}
+    for name, ms in times.items():
+        q1, _, q3 = quantiles(ms, n=4, method="inclusive") if len(ms) > 1 else ms * 3
+        results[name] = {"median_ms": median(ms), "q1_ms": q1, "q3_ms": q3, "min_ms": min(ms),
+                         "max_ms": max(ms), "times_ms": ms, "repeats": repeats, "warmup": warmup}
+    return results
