@@ -35,7 +35,8 @@ RUNS = {  # model -> assignment rules worth comparing
     "yolov5n": ("neighbours",),  # the official n widths, at 128 px
     "yolov5-cpu-nano": ("neighbours",),  # no SPPF pooling at 4 x 4, YOLOv3's head
     "yolox-cpu-nano": ("simota",),  # YOLOX-Nano's network, anchor-free
-    "yolov7-tiny-nano": ("neighbours",),  # yolov7-tiny at half width, one 3x3 SPP window
+    "yolov7-tiny-nano": ("neighbours", "ota"),  # yolov7-tiny at half width, one 3x3 SPP window
+    "yolov7-tiny-nano-aux": ("coarse-to-fine", "lead-guided", "independent"),  # YOLOv7 Table 6
 }
 
 

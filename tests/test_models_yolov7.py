@@ -18,6 +18,7 @@ from yolo_teach.layers.elan import ELAN, MP, SPPCSPC, SPPCSPCTiny, compound_scal
 from yolo_teach.layers.implicit import IDetect, PlainDetect
 from yolo_teach.layers.rep import RepConv
 from yolo_teach.losses.assign import NeighbourCellAssigner
+from yolo_teach.losses.lead_guided import LeadAuxLoss
 from yolo_teach.models.summary import count_flops, count_parameters
 from yolo_teach.models.yolov7 import (
     STRIDES,
@@ -26,6 +27,7 @@ from yolo_teach.models.yolov7 import (
     yolov7,
     yolov7_tiny,
     yolov7_tiny_nano,
+    yolov7_tiny_nano_aux,
     yolov7x,
 )
 from yolo_teach.registry import get_spec
@@ -180,3 +182,45 @@ def test_nano_trains_two_steps_at_128px(tmp_path):
     history = exp.trainer.fit()
     assert history[-1]["iteration"] == 2
     assert math.isfinite(history[-1]["train_loss"])
+
+
+# ------------------------------------------------------------ the auxiliary head (§4.2)
+def test_auxiliary_head_exists_in_training_only_and_fuse_drops_it():
+    torch.manual_seed(0)
+    model = yolov7_tiny_nano_aux(3)
+    lead_only = yolov7_tiny_nano(3)
+    images = torch.rand(2, 3, 128, 128)
+    train_maps = model(images)  # lead (strides 8, 16, 32), then aux (8, 16, 32)
+    assert [tuple(m.shape[-2:]) for m in train_maps] == [(16, 16), (8, 8), (4, 4)] * 2
+    assert all(m.shape[1] == 3 * (5 + 3) for m in train_maps)
+    model.eval()
+    with torch.no_grad():
+        eval_maps = model(images)
+        assert len(eval_maps) == 3
+        deployed = fuse(model)
+        assert deployed.aux_head is None and not deployed.cfg.aux_head
+        for y, y_fused in zip(eval_maps, deployed(images)):
+            assert (y_fused - y).abs().max() <= 1e-4 * y.abs().max()
+    # the deployed network is the lead network: the auxiliary head costs nothing at inference
+    assert count_parameters(deployed) == count_parameters(fuse(lead_only.eval()))
+    assert count_parameters(model) > count_parameters(lead_only)
+    assert model.training is False and model.aux_head is not None  # the original is untouched
+
+
+@pytest.mark.parametrize("rule", ["coarse-to-fine", "lead-guided", "independent"])
+def test_auxiliary_nano_trains_with_each_assignment_of_table_6(rule, tmp_path):
+    exp = make_experiment("yolov7-tiny-nano-aux", "shapes", assign=rule, n_train=16, n_val=8,
+                          epochs=1, img_size=128, batch_size=8, out_dir=tmp_path,
+                          progress=False, augment="none", val_every=0)
+    assert isinstance(exp.detector.criterion, LeadAuxLoss)
+    last = exp.trainer.fit()[-1]
+    assert last["iteration"] == 2 and math.isfinite(last["train_loss"])
+    assert last["train_aux_box"] > 0  # the auxiliary head learned
+    assert math.isfinite(last["map_50"])  # validation ran on the lead maps alone
+
+
+def test_ota_rule_of_the_models_without_auxiliary_head():
+    det = build_detector("yolov7-tiny-nano", 3, 128, assign="ota")
+    assert isinstance(det.criterion, LeadAuxLoss) and det.criterion.fine.topk == 10
+    assert get_spec("yolov7-tiny-nano-aux").default_rule == "coarse-to-fine"
+    assert build_detector("yolov7-tiny-nano-aux", 3, 128).criterion.guide == "lead"

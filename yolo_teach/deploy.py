@@ -40,12 +40,16 @@ from torch import nn
 from yolo_teach.protocols import Fusable
 
 
-def _fuse_children(module: nn.Module) -> None:
+def fuse_blocks(module: nn.Module) -> nn.Module:
+    """Replace, in place, every Fusable block below ``module`` by its ``fuse()`` (top-down: a
+    Fusable block folds its own insides) and return ``module`` in eval mode. For a model's own
+    ``fuse()`` (YOLOv7 drops its auxiliary head, then fuses the rest); users call :func:`fuse`."""
     for name, child in module.named_children():
         if isinstance(child, Fusable):
-            setattr(module, name, child.fuse())  # a Fusable folds its own insides
+            setattr(module, name, child.fuse())
         else:
-            _fuse_children(child)
+            fuse_blocks(child)
+    return module.eval()  # the blocks fuse() built (e.g. a new nn.Conv2d) start in training mode
 
 
 def fuse(model: nn.Module) -> nn.Module:
@@ -56,8 +60,6 @@ def fuse(model: nn.Module) -> nn.Module:
     Fusing a fused model changes nothing (its ``ConvBNAct`` blocks have ``nn.Identity`` norms).
     See the module docstring for what the fused model can no longer do.
     """
-    fused = copy.deepcopy(model).eval()
-    if isinstance(fused, Fusable):
-        return fused.fuse().eval()
-    _fuse_children(fused)
-    return fused.eval()  # the blocks fuse() built (e.g. a new nn.Conv2d) start in training mode
+    if isinstance(model, Fusable):  # a model that knows its own inference form (YOLOv7)
+        return model.fuse().eval()
+    return fuse_blocks(copy.deepcopy(model))

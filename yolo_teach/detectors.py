@@ -117,9 +117,9 @@ def split_anchors(anchors, num_scales: int) -> list[Tensor]:
 
 def anchor_head(spec: DetectorSpec, model: nn.Module, num_classes: int, img_size: int,
                 rule: str, anchors, loss_options: dict):
-    """The loss and decoder of an anchor-based model (YOLOv2 to v4): a
-    :class:`~yolo_teach.losses.YOLOLoss` made from ``spec.rules[rule]`` and ``loss_options``,
-    and :func:`~yolo_teach.decode.decode_anchor_maps` with the same anchors and coders."""
+    """The loss and decoder of an anchor-based model (YOLOv2 to v7): a
+    :class:`~yolo_teach.losses.YOLOLoss` (or the recipe's ``loss_class``) made from
+    ``spec.rules[rule]`` and ``loss_options``, and :func:`~yolo_teach.decode.decode_anchor_maps` with the same anchors and coders."""
     strides = tuple(model.strides)
     if img_size % max(strides):
         raise ValueError(f"{spec.name} needs an img_size divisible by {max(strides)}, "
@@ -130,7 +130,9 @@ def anchor_head(spec: DetectorSpec, model: nn.Module, num_classes: int, img_size
         raise ValueError(f"{spec.name} predicts {spec.anchors.per_scale} anchors per scale, "
                          f"got {[len(a) for a in anchors]}")
     options = {**spec.rules[rule](strides, num_classes, img_size), **loss_options}
-    criterion = YOLOLoss(anchors, strides, **options)
+    # a rule may bring its own loss class (YOLOv7's lead and auxiliary heads: LeadAuxLoss)
+    loss_class = options.pop("loss_class", YOLOLoss)
+    criterion = loss_class(anchors, strides, **options)
     decoder = partial(decode_anchor_maps, anchors=anchors, strides=strides,
                       coder=criterion.coder, class_activation=criterion.class_loss.activation)
     return criterion, decoder, anchors

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Iterable
 
 import torch
 from torch import Tensor, nn
@@ -59,6 +60,21 @@ class ImplicitM(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return x * self.implicit  # (B, C, H, W)
+
+
+@torch.no_grad()
+def init_detect_bias(convs: Iterable[nn.Conv2d], strides: Iterable[int], num_anchors: int,
+                     num_classes: int, prior: float | None = None) -> None:
+    r"""YOLOv7's ``_initialize_biases`` for the 1x1 prediction convs of a head: objectness
+    :math:`\sigma(b_o) = 8 / (640 / s)^2` (8 objects per 640 px image over the cells of stride
+    s), or ``prior`` on every scale; classes :math:`b_c = \log(0.6 / (K - 0.99))`."""
+    for conv, s in zip(convs, strides):
+        bias = conv.bias.view(num_anchors, -1)  # (A, 5+K)
+        p = 8 / (640 / s) ** 2 if prior is None else prior
+        # NOTE(paper): the official code adds these logs to PyTorch's random initial bias;
+        # we set them, as the package's other heads do, so that the prior is exact.
+        bias[:, 4] = math.log(p / (1 - p))
+        bias[:, 5:] = math.log(0.6 / (num_classes - 0.99))
 
 
 class PlainDetect(nn.Module):
@@ -105,18 +121,9 @@ class IDetect(nn.Module):
         return [im(conv(ia(x)))  # (B, A*(5+K), H, W)
                 for conv, ia, im, x in zip(self.m, self.ia, self.im, features)]
 
-    @torch.no_grad()
     def init_bias(self, strides: tuple[int, ...], prior: float | None = None) -> None:
-        r"""YOLOv7's ``_initialize_biases``: objectness :math:`\sigma(b_o) = 8 / (640 / s)^2`
-        (8 objects per 640 px image over the cells of stride s), or ``prior`` on every scale;
-        classes :math:`b_c = \log(0.6 / (K - 0.99))`."""
-        for conv, s in zip(self.m, strides):
-            bias = conv.bias.view(self.num_anchors, -1)  # (A, 5+K)
-            p = 8 / (640 / s) ** 2 if prior is None else prior
-            # NOTE(paper): the official code adds these logs to PyTorch's random initial bias;
-            # we set them, as the package's other heads do, so that the prior is exact.
-            bias[:, 4] = math.log(p / (1 - p))
-            bias[:, 5:] = math.log(0.6 / (self.num_classes - 0.99))
+        """YOLOv7's bias initialisation (:func:`init_detect_bias`)."""
+        init_detect_bias(self.m, strides, self.num_anchors, self.num_classes, prior)
 
     @torch.no_grad()
     def fuse(self) -> PlainDetect:

@@ -77,6 +77,7 @@ from yolo_teach.models.yolov7 import (
     yolov7,
     yolov7_tiny,
     yolov7_tiny_nano,
+    yolov7_tiny_nano_aux,
     yolov7x,
 )
 from yolo_teach.models.yolox import (
@@ -161,5 +162,6 @@ __all__ = [
     "yolov7",
     "yolov7_tiny",
     "yolov7_tiny_nano",
+    "yolov7_tiny_nano_aux",
     "yolov7x",
 ]

@@ -25,23 +25,27 @@ yolov7-tiny has the same plan with a 2-conv stride-4 stem, plain max-pools betwe
 IDetect and leaky ReLU (0.1). Output order: strides 8, 16, 32; raw maps, anchor-major channels
 ``[tx, ty, tw, th, to, classes * K]``, as YOLOv5; the loss is the ``"neighbours"`` rule.
 
-Not built here: the auxiliary heads and coarse-to-fine lead-guided assignment (§4.2, the E6/D6/
-E6E models), the P6 models and the OTA loss of the official training code.
+``yolov7-tiny-nano-aux`` adds §4.2's auxiliary head (:class:`AuxiliaryHead`, training only)
+trained with coarse-to-fine lead-guided assignment (:mod:`yolo_teach.losses.lead_guided`); the
+rule ``"ota"`` is the official loss of the models without one. Not built here: the P6 models.
 """
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from torch import nn
 
+from yolo_teach.deploy import fuse_blocks
 from yolo_teach.detectors import register_anchor_models
 from yolo_teach.layers.conv import ConvBNAct, DarknetLeaky, set_batch_norm
 from yolo_teach.layers.elan import MP, SPPCSPC, ELANSize, SPPCSPCTiny
-from yolo_teach.layers.implicit import IDetect
+from yolo_teach.layers.implicit import IDetect, PlainDetect, init_detect_bias
 from yolo_teach.layers.rep import RepConv
+from yolo_teach.losses.lead_guided import TOPK_LEAD_ONLY, lead_aux_recipe
 from yolo_teach.losses.recipes import darknet_rules
 from yolo_teach.registry import AnchorSet
 
@@ -90,6 +94,7 @@ class YOLOv7Config:
                                   ELANSize(256, 4, 256, 128), ELANSize(512, 4, 512, 256))
     rep_conv: bool = True  # RepConv (yolov7) or a plain 3x3 conv (tiny, yolov7x) before IDetect
     activation: type[nn.Module] = nn.SiLU
+    aux_head: bool = False  # §4.2: an auxiliary head on the top-down maps, for training only
 
 
 class YOLOv7Backbone(nn.Module):
@@ -128,7 +133,8 @@ class YOLOv7Neck(nn.Module):
 
     Shapes:
         c3 (B, C3, H/8, W/8), c4 (B, C4, H/16, W/16), c5 (B, C5, H/32, W/32) ->
-        [p3 (B, P3, H/8, W/8), n4 (B, N4, H/16, W/16), n5 (B, N5, H/32, W/32)]
+        [p3 (B, P3, H/8, W/8), n4 (B, N4, H/16, W/16), n5 (B, N5, H/32, W/32)] for the lead
+        head, and the top-down maps [p3, p4 (B, P4, H/16, W/16)] for an auxiliary head
     """
 
     def __init__(self, in_channels: tuple[int, int, int], sizes: tuple[ELANSize, ...],
@@ -149,14 +155,36 @@ class YOLOv7Neck(nn.Module):
         self.elan_bu5 = bu5.build(2 * bu4.out_channels + c5, act)
 
     def forward(self, c3: torch.Tensor, c4: torch.Tensor,
-                c5: torch.Tensor) -> list[torch.Tensor]:
+                c5: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
         x = self.up(self.reduce5(c5))  # (B, C5/2, H/16, W/16)
         p4 = self.elan_td4(torch.cat([self.lateral4(c4), x], 1))  # (B, C5 -> P4, H/16, W/16)
         x = self.up(self.reduce4(p4))  # (B, P4/2, H/8, W/8)
         p3 = self.elan_td3(torch.cat([self.lateral3(c3), x], 1))  # (B, P4 -> P3, H/8, W/8)
         n4 = self.elan_bu4(torch.cat([self.down3(p3), p4], 1))  # (B, 2 P3 + P4 -> N4, H/16, W/16)
         n5 = self.elan_bu5(torch.cat([self.down4(n4), c5], 1))  # (B, 2 N4 + C5 -> N5, H/32, W/32)
-        return [p3, n4, n5]
+        return [p3, n4, n5], [p3, p4]
+
+
+class AuxiliaryHead(nn.Module):
+    """YOLOv7 §4.2's auxiliary head (deep supervision): per scale a 3x3 conv doubling the width
+    and a 1x1 prediction conv, on maps the lead head sees only through further layers.
+
+    # NOTE(paper): the official P6 models (``IAuxDetect``) read the auxiliary maps from the
+    # top-down path of the neck; we do the same for a P5 network: the stride-8 top-down map
+    # (which the lead head shares), the stride-16 top-down map and the SPPCSPC output.
+
+    Shapes:
+        [(B, C_i, H_i, W_i)] -> [(B, A*(5+K), H_i, W_i)], strides 8, 16, 32
+    """
+
+    def __init__(self, in_channels: tuple[int, ...], num_anchors: int, num_classes: int,
+                 act_layer: type[nn.Module]):
+        super().__init__()
+        self.convs = nn.ModuleList(ConvBNAct(c, 2 * c, 3, 1, act_layer) for c in in_channels)
+        self.head = PlainDetect(tuple(2 * c for c in in_channels), num_anchors, num_classes)
+
+    def forward(self, features: list[torch.Tensor]) -> list[torch.Tensor]:
+        return self.head([conv(x) for conv, x in zip(self.convs, features)])
 
 
 class YOLOv7(nn.Module):
@@ -164,7 +192,10 @@ class YOLOv7(nn.Module):
 
     Shapes:
         (B, 3, H, W) -> [(B, A*(5+K), H/8, W/8), (B, A*(5+K), H/16, W/16),
-        (B, A*(5+K), H/32, W/32)], raw outputs, anchor-major channels.
+        (B, A*(5+K), H/32, W/32)], raw outputs, anchor-major channels. With ``aux_head``, in
+        training mode only, the auxiliary head's three maps follow the lead head's (the loss,
+        :class:`~yolo_teach.losses.lead_guided.LeadAuxLoss`, tells them apart); :meth:`fuse`
+        drops the auxiliary head.
     """
 
     strides = STRIDES
@@ -189,18 +220,35 @@ class YOLOv7(nn.Module):
         widths = [cfg.neck[i].out_channels for i in (1, 2, 3)]  # p3, n4, n5
         self.head_convs = nn.ModuleList(head_conv(c) for c in widths)
         self.head = IDetect(tuple(2 * c for c in widths), cfg.num_anchors, cfg.num_classes)
+        self.aux_head = AuxiliaryHead((cfg.neck[1].out_channels, cfg.neck[0].out_channels,
+                                       cfg.spp_channels), cfg.num_anchors, cfg.num_classes,
+                                      act) if cfg.aux_head else None
         set_batch_norm(self)  # utils/torch_utils.py initialize_weights: eps 1e-3, momentum 0.03
         self.init_bias()
 
     def forward(self, images: torch.Tensor) -> list[torch.Tensor]:
         c3, c4, c5 = self.backbone(images)  # strides 8, 16, 32
-        features = self.neck(c3, c4, self.spp(c5))  # [p3, n4, n5]
+        c5 = self.spp(c5)  # (B, SPP, H/32, W/32)
+        features, (p3, p4) = self.neck(c3, c4, c5)  # [p3, n4, n5], top-down maps
         features = [conv(x) for conv, x in zip(self.head_convs, features)]  # widths doubled
-        return self.head(features)  # [(B, A*(5+K), H/s, W/s) for s in (8, 16, 32)]
+        maps = self.head(features)  # [(B, A*(5+K), H/s, W/s) for s in (8, 16, 32)]
+        if self.aux_head is not None and self.training:  # §4.2: deep supervision, training only
+            maps = maps + self.aux_head([p3, p4, c5])  # 3 more maps, strides 8, 16, 32
+        return maps
 
     def init_bias(self, prior: float | None = None) -> None:
         """YOLOv7's bias initialisation; ``prior`` replaces its per-stride objectness prior."""
         self.head.init_bias(self.strides, prior)
+        if self.aux_head is not None:
+            init_detect_bias(self.aux_head.head.m, self.strides, self.cfg.num_anchors,
+                             self.cfg.num_classes, prior)
+
+    def fuse(self) -> YOLOv7:
+        """The inference network (:func:`yolo_teach.deploy.fuse`): the auxiliary head dropped
+        (§4.2: it exists for training), then every block fused."""
+        lead = copy.deepcopy(self).eval()
+        lead.aux_head, lead.cfg = None, replace(self.cfg, aux_head=False)
+        return fuse_blocks(lead)
 
 
 # ---- factories: the official training configs (counts: unfused, FLOPs = 2 x conv MACs) ------
@@ -265,15 +313,30 @@ def yolov7_tiny_nano(num_classes: int = 80) -> YOLOv7:
         rep_conv=False, activation=TINY_ACT))
 
 
-# Registration: the three rules of an anchor model, YOLOv5's ("neighbours") by default.
-# NOTE(paper): the official training uses OTA-style assignment with lead/auxiliary heads (§4.2);
-# here YOLOv5's neighbour-cell rule.
+def yolov7_tiny_nano_aux(num_classes: int = 80) -> YOLOv7:
+    """The yolov7-tiny nano with an auxiliary head for training (§4.2; dropped by ``fuse``)."""
+    return YOLOv7(replace(yolov7_tiny_nano(num_classes).cfg, aux_head=True))
+
+
+# Registration. The anchor rules of the zoo, plus "ota": YOLOv7's own assignment for a model
+# without an auxiliary head (official ComputeLossOTA: YOLOv5's candidates, then OTA on the
+# predictions, top-10 dynamic k). The auxiliary-head nano has the three assignments of Table 6.
+# NOTE(paper): "neighbours" stays the default of the models without an auxiliary head (it is the
+# rule every other anchor model of the zoo is compared with); pass assign="ota" for YOLOv7's.
+RULES = {**darknet_rules(), "ota": lead_aux_recipe("lead", topk=TOPK_LEAD_ONLY)}
+AUX_RULES = {
+    "coarse-to-fine": lead_aux_recipe("lead"),  # Fig. 5e, the paper's
+    "lead-guided": lead_aux_recipe("lead_fine"),  # Fig. 5d
+    "independent": lead_aux_recipe("independent"),  # Fig. 5c
+}
 register_anchor_models(
     [("yolov7-tiny", yolov7_tiny, INPUT_SIZE),
      ("yolov7-tiny-nano", yolov7_tiny_nano, NANO_INPUT_SIZE)],
-    ANCHORS, darknet_rules(), default_rule="neighbours",
+    ANCHORS, RULES, default_rule="neighbours",
 )
+register_anchor_models([("yolov7-tiny-nano-aux", yolov7_tiny_nano_aux, NANO_INPUT_SIZE)],
+                       ANCHORS, AUX_RULES, default_rule="coarse-to-fine")
 register_anchor_models(
     [("yolov7", yolov7, INPUT_SIZE), ("yolov7x", yolov7x, INPUT_SIZE)],
-    ANCHORS_V7, darknet_rules(), default_rule="neighbours",
+    ANCHORS_V7, RULES, default_rule="neighbours",
 )
