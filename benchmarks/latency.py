@@ -27,18 +27,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
-import tempfile
-from functools import partial
 from pathlib import Path
 
 import torch
 
-from yolo_teach.deploy import fuse
 from yolo_teach.detectors import build_detector
-from yolo_teach.export import export_onnx, require
-from yolo_teach.models.summary import count_parameters
-from yolo_teach.models.timing import compare_latency
+from yolo_teach.export import require
+from yolo_teach.models.timing import cpu_name, deploy_latency
 from yolo_teach.registry import detector_names
 
 # the deployable small models; yolov7-tiny joins when it is registered
@@ -48,49 +43,18 @@ THREADS = (1, 2)
 NUM_CLASSES = 80  # COCO's head, as deployed
 
 
-def cpu_name() -> str:
-    """The CPU's model name (Linux ``/proc/cpuinfo``), else what ``platform`` knows."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-@torch.inference_mode()
-def infer(model: torch.nn.Module, images: torch.Tensor):
-    """One forward pass without autograd's bookkeeping, as a deployed model runs."""
-    return model(images)
-
-
-def measure(name: str, img_size: int, threads: int, repeats: int, warmup: int,
-            folder: Path) -> list[dict]:
-    """One JSON record per backend for ``name`` at ``img_size`` px and ``threads`` threads."""
+def measure(name: str, img_size: int, threads: int, repeats: int, warmup: int) -> list[dict]:
+    """One JSON record per backend for ``name`` at ``img_size`` px and ``threads`` threads
+    (:func:`yolo_teach.models.timing.deploy_latency`, random weights, COCO's 80 classes)."""
     (ort,) = require("onnxruntime")
     torch.manual_seed(0)
     network = build_detector(name, NUM_CLASSES, img_size=img_size).model.eval()
-    fused = fuse(network)
-    path = export_onnx(fused, folder / f"{name}-{img_size}.onnx", img_size=img_size)
-    torch.set_num_threads(threads)
-    options = ort.SessionOptions()
-    options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
-    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    images = torch.rand(1, 3, img_size, img_size)  # (1, 3, S, S)
-    feed = {"images": images.numpy()}
-    runs = {"torch": partial(infer, network, images), "torch-fused": partial(infer, fused, images),
-            "onnxruntime": partial(session.run, None, feed)}
-    params = {"torch": count_parameters(network), "torch-fused": count_parameters(fused),
-              "onnxruntime": count_parameters(fused)}
-    timed = compare_latency(runs, warmup=warmup, repeats=repeats)
+    records = deploy_latency(network, img_size, threads, warmup, repeats, name=name)
     machine = {"torch": torch.__version__, "onnxruntime": ort.__version__, "cpu": cpu_name()}
-    return [{"model": name, "backend": backend, "threads": threads, "img_size": img_size,
-             "batch": 1, "num_classes": NUM_CLASSES, "params": params[backend],
-             **{key: round(result[key], 3) for key in ("median_ms", "q1_ms", "q3_ms", "min_ms",
-                                                        "max_ms")},
-             "repeats": result["repeats"], "warmup": result["warmup"], **machine}
-            for backend, result in timed.items()]
+    keys = ("median_ms", "q1_ms", "q3_ms", "min_ms", "max_ms")
+    return [{**{k: v for k, v in r.items() if k not in keys and k != "times_ms"},
+             "num_classes": NUM_CLASSES, **{k: round(r[k], 3) for k in keys}, **machine}
+            for r in records]
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
@@ -115,20 +79,15 @@ def main(argv: list[str] | None = None) -> list[dict]:
         args.repeats, args.warmup = 5, 2
     cells = [(name, img_size, threads) for name in names for img_size in args.sizes
              for threads in args.threads]
-    threads_before, results = torch.get_num_threads(), []
-    with tempfile.TemporaryDirectory() as folder:
-        try:
-            for name, img_size, threads in cells:
-                records = measure(name, img_size, threads, args.repeats, args.warmup,
-                                  Path(folder))
-                for record in records:
-                    print(json.dumps(record), flush=True)
-                if args.out:
-                    with open(args.out, "a") as f:
-                        f.writelines(json.dumps(record) + "\n" for record in records)
-                results.extend(records)
-        finally:
-            torch.set_num_threads(threads_before)  # the caller's (a test's) setting
+    results = []
+    for name, img_size, threads in cells:
+        records = measure(name, img_size, threads, args.repeats, args.warmup)
+        for record in records:
+            print(json.dumps(record), flush=True)
+        if args.out:
+            with open(args.out, "a") as f:
+                f.writelines(json.dumps(record) + "\n" for record in records)
+        results.extend(records)
     return results
 
 

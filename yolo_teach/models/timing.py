@@ -16,6 +16,9 @@ does.
 - :func:`compare_latency` - milliseconds per call of several inference callables (a PyTorch
   network, an ONNX Runtime session...), one call per round, rounds interleaved; median and
   quartiles (``benchmarks/latency.py``).
+- :func:`deploy_latency` - one network, one image, three backends side by side: as trained,
+  fused, and fused in ONNX Runtime; one record per backend (notebook 15).
+- :func:`cpu_name` - the CPU the numbers were measured on.
 
 Timings depend on the machine, the thread count (left as the caller set it, e.g. by
 :func:`yolo_teach.utils.setup`) and whatever else runs; report ratios measured side by side.
@@ -24,8 +27,12 @@ Timings depend on the machine, the thread count (left as the caller set it, e.g.
 from __future__ import annotations
 
 import copy
+import platform
+import tempfile
 import time
 from collections.abc import Callable, Iterable, Mapping
+from functools import partial
+from pathlib import Path
 from statistics import median, quantiles
 
 import torch
@@ -234,3 +241,88 @@ def compare_latency(
         results[name] = {"median_ms": median(ms), "q1_ms": q1, "q3_ms": q3, "min_ms": min(ms),
                          "max_ms": max(ms), "times_ms": ms, "repeats": repeats, "warmup": warmup}
     return results
+
+
+def cpu_name() -> str:
+    """The CPU's model name (Linux ``/proc/cpuinfo``), else what ``platform`` knows."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+@torch.inference_mode()
+def _infer(model: nn.Module, images: torch.Tensor):
+    """One forward pass without autograd's bookkeeping, as a deployed model runs."""
+    return model(images)
+
+
+DEPLOY_BACKENDS = ("torch", "torch-fused", "onnxruntime")
+
+
+def deploy_latency(network: nn.Module, img_size: int, threads: int = 1, warmup: int = 3,
+                   repeats: int = 10, name: str = "model", seed: int = 0) -> list[dict]:
+    """Latency of one image (batch 1) through ``network`` on three CPU backends, side by side.
+
+    - ``torch``: the network as given, in eval mode (every BatchNorm a separate layer);
+    - ``torch-fused``: :func:`yolo_teach.deploy.fuse`'s copy (Conv+BN folded, RepConv
+      collapsed);
+    - ``onnxruntime``: the fused copy exported (:func:`yolo_teach.export.export_onnx`, to a
+      temporary folder) and run by an ONNX Runtime CPU session.
+
+    Every backend gets ``threads`` threads (``torch.set_num_threads`` for the two PyTorch ones,
+    ``intra_op_num_threads`` for ONNX Runtime); the caller's torch thread count is restored
+    afterwards. The calls are timed by :func:`compare_latency` (warm-up, then rounds
+    interleaved). ``network`` is left as it was (its training flag included). Needs ``onnx``
+    and ``onnxruntime`` (``pip install "yolo-teach[export]"``).
+
+    Args:
+        network: a module taking ``(1, 3, S, S)`` images.
+        img_size: side S of the random input image.
+        threads: CPU threads of every backend.
+        warmup: untimed calls per backend first.
+        repeats: timed rounds.
+        name: the ``model`` field of the records.
+        seed: seed of the random image.
+
+    Returns:
+        one record per backend, in the order of :data:`DEPLOY_BACKENDS`, with the fields of
+        ``benchmarks/latency.py``'s lines: ``model``, ``backend``, ``threads``, ``img_size``,
+        ``batch`` (1), ``params`` (of the network that backend runs), ``median_ms``, ``q1_ms``,
+        ``q3_ms``, ``min_ms``, ``max_ms``, ``times_ms``, ``repeats``, ``warmup``.
+    """
+    from yolo_teach.deploy import fuse  # deploy and export sit above the models
+    from yolo_teach.export import export_onnx, require
+    from yolo_teach.models.summary import count_parameters
+
+    _, ort = require("onnx", "onnxruntime")
+    was_training = network.training
+    network.eval()
+    threads_before = torch.get_num_threads()
+    try:
+        fused = fuse(network)
+        with tempfile.TemporaryDirectory() as folder:
+            path = export_onnx(fused, Path(folder) / "model.onnx", img_size=img_size)
+            options = ort.SessionOptions()
+            options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+            session = ort.InferenceSession(str(path), options,
+                                           providers=["CPUExecutionProvider"])
+        images = _images(img_size, 1, seed)  # (1, 3, S, S)
+        runs = {"torch": partial(_infer, network, images),
+                "torch-fused": partial(_infer, fused, images),
+                "onnxruntime": partial(session.run, None, {"images": images.numpy()})}
+        params = {"torch": count_parameters(network), "torch-fused": count_parameters(fused),
+                  "onnxruntime": count_parameters(fused)}
+        torch.set_num_threads(threads)
+        timed = compare_latency(runs, warmup=warmup, repeats=repeats)
+    finally:
+        torch.set_num_threads(threads_before)
+        network.train(was_training)
+    return [{"model": name, "backend": backend, "threads": threads, "img_size": img_size,
+             "batch": 1, "params": params[backend],
+             **{key: result[key] for key in ("median_ms", "q1_ms", "q3_ms", "min_ms", "max_ms",
+                                             "times_ms", "repeats", "warmup")}}
+            for backend, result in timed.items()]
