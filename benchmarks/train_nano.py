@@ -79,6 +79,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--img-size", type=int, default=128,
                         help="network input side; the shapes scenes are 128 px, so a larger "
                              "input upsamples them (more feature-map cells per object)")
+    parser.add_argument("--loss-options", type=json.loads, default=None,
+                        help='arguments of the loss to override, as JSON, e.g. \'{"topk": 20}\'')
     parser.add_argument("--recipe", default="short", choices=("short", "default"),
                         help="short: yolo_teach.experiment.short_run(model) (light augmentation, "
                              "batch 8, lr 0.005 (YOLOv1: 0.0005), 4x class gain, EMA 0.995); "
@@ -93,8 +95,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
                 {"budget": b} for b in args.budgets]
             for budget in budgets:
                 for seed in args.seeds:
+                    extra = {"loss_options": args.loss_options} if args.loss_options else {}
                     result = run(model, assign, seed=seed, threads=args.threads,
-                                 recipe=args.recipe, img_size=args.img_size, **budget)
+                                 recipe=args.recipe, img_size=args.img_size, **budget, **extra)
+                    result.update(extra)
                     print(json.dumps(result), flush=True)
                     results.append(result)
     return results

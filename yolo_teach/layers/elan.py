@@ -271,8 +271,8 @@ def compound_scale(size: ELANSize, depth_factor: float) -> tuple[ELANSize, float
               w = \frac{2h + \lfloor n'/e \rfloor h_b}{2h + \lfloor n/e \rfloor h_b}, \qquad
               C'_{out} = \mathrm{round}(w\,C_{out})
 
-    yolov7 -> yolov7x is d = 1.5 (4 -> 6 convs), w = 1.25 (Table 3: "depth of computational
-    block by 1.5 times and the width of transition block by 1.25 times").
+    yolov7 -> yolov7x is d = 1.5 (4 -> 6 convs), w = 1.25 (§5.4.1, Table 3: the computational
+    blocks 1.5 times deeper, the transition blocks 1.25 times wider).
 
     Returns:
         the scaled sizes and the width factor w for the transition layers.

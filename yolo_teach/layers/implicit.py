@@ -1,4 +1,4 @@
-r"""Implicit knowledge (YOLOR) and YOLOv7's ``IDetect`` head that carries it (YOLOv7 §4.4).
+r"""Implicit knowledge (YOLOR) and YOLOv7's ``IDetect`` head that carries it (YOLOv7 §4.3).
 
 YOLOR adds learned vectors that do not depend on the input ("implicit knowledge") to a network's
 features: an additive one before the prediction conv and a multiplicative one after it. YOLOv7
