@@ -135,6 +135,31 @@ def test_fused_detector_equals_unfused_and_leaves_the_original_alone(name):
     assert all(torch.equal(v, fused.state_dict()[k]) for k, v in again.state_dict().items())
 
 
+@pytest.mark.parametrize("name", detector_names())
+def test_full_size_detector_fused_equals_unfused_at_a_small_input(name):
+    # the large models at 64 px (2 x 2 cells at stride 32): the fold does not depend on the
+    # input size, so this checks every full-size network of the zoo in a few seconds each
+    if parameters_on_meta(name) < SMALL:
+        pytest.skip(f"{name}: checked at its reference size above")
+    spec = get_spec(name)
+    with torch.device("meta"):
+        if not batch_norms(spec.make_model(3, spec.img_size)):
+            pytest.skip(f"{name}: no BatchNorm to fold (YOLOv1's paper network)")
+    model = spec.make_model(3, spec.img_size)
+    size = 64 if spec.img_size % 32 == 0 else spec.img_size
+    torch.manual_seed(0)
+    randomise_batch_norm_(model)
+    model.eval()
+    images = torch.rand(1, 3, size, size, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        expected = as_list(model(images))
+        fused = fuse(model)
+        got = as_list(fused(images))
+    assert relative_error(expected, got) < TOLERANCE
+    assert not batch_norms(fused)
+    assert count_parameters(fused) < count_parameters(model)
+
+
 def test_fuse_keeps_the_callers_training_mode():
     model = build_detector("yolov3-nano", num_classes=3, img_size=64).model.train()
     fused = fuse(model)
