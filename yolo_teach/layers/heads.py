@@ -2,6 +2,9 @@
 
 - :class:`AnchorHead` - per scale, a 3x3 conv and a linear 1x1 conv to ``A (5 + K)`` channels
   (YOLOv3 §2.3, YOLOv4's head).
+- :class:`Detect` - YOLOv5's head without its decoding: one 1x1 conv with bias per scale (also
+  what YOLOv7's ``IDetect`` becomes once its implicit knowledge is folded, and YOLOv7's
+  auxiliary head), with :func:`init_detect_bias`.
 - :class:`DecoupledHead` - YOLOX's anchor-free head (YOLOX §2.1): per scale a 1x1 stem, then a
   classification branch and a regression branch (box and objectness), ``4 + 1 + K`` channels.
 """
@@ -15,6 +18,53 @@ from torch import nn
 
 from yolo_teach.layers.c3 import DWConv
 from yolo_teach.layers.conv import ConvBNAct, DarknetLeaky, init_objectness_bias_
+
+YOLOV5_CLASS_OFFSET = 0.99999  # b_c = log(0.6 / (K - offset)): YOLOv5's _initialize_biases
+YOLOV7_CLASS_OFFSET = 0.99  # YOLOv7's
+
+
+@torch.no_grad()
+def init_detect_bias(convs, strides, num_anchors: int, num_classes: int,
+                     prior: float | None = None,
+                     class_offset: float = YOLOV5_CLASS_OFFSET) -> None:
+    r"""YOLOv5's and YOLOv7's ``_initialize_biases`` for the 1x1 prediction convs of a head:
+    objectness :math:`\sigma(b_o) = 8 / (640 / s)^2` (8 objects per 640 px image, spread over
+    the cells of stride s), or ``prior`` on every scale; classes
+    :math:`b_c = \log(0.6 / (K - \text{class\_offset}))` (YOLOv5 0.99999, YOLOv7 0.99)."""
+    for conv, s in zip(convs, strides):
+        bias = conv.bias.view(num_anchors, -1)  # (A, 5+K)
+        p = 8 / (640 / s) ** 2 if prior is None else prior
+        # NOTE(paper): the official code adds these logs to PyTorch's random initial bias; we
+        # set them, as the package's other heads do, so that the prior is exact.
+        bias[:, 4] = math.log(p / (1 - p))
+        bias[:, 5:] = math.log(0.6 / (num_classes - class_offset))
+
+
+class Detect(nn.Module):
+    """YOLOv5's Detect without its decoding (models/yolo.py): one 1x1 conv with bias per scale.
+
+    Also YOLOv7's ``IDetect`` once its implicit vectors are folded (``m`` keeps IDetect's name,
+    so the state-dict keys of the convolutions are the same) and the prediction layer of
+    YOLOv7's auxiliary head.
+
+    Shapes:
+        [(B, C_i, H_i, W_i)] -> [(B, A*(5+K), H_i, W_i)], same order as the input.
+    """
+
+    def __init__(self, in_channels: tuple[int, ...], num_anchors: int, num_classes: int):
+        super().__init__()
+        self.num_anchors, self.num_classes = num_anchors, num_classes
+        self.m = nn.ModuleList(nn.Conv2d(c, num_anchors * (5 + num_classes), 1)
+                               for c in in_channels)
+
+    def forward(self, features: list[torch.Tensor]) -> list[torch.Tensor]:
+        return [conv(x) for conv, x in zip(self.m, features)]  # [(B, A*(5+K), H, W)]
+
+    def init_bias(self, strides: tuple[int, ...], prior: float | None = None,
+                  class_offset: float = YOLOV5_CLASS_OFFSET) -> None:
+        """:func:`init_detect_bias` on this head's convolutions."""
+        init_detect_bias(self.m, strides, self.num_anchors, self.num_classes, prior,
+                         class_offset)
 
 
 class AnchorHead(nn.Module):

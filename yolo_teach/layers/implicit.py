@@ -22,11 +22,11 @@ The head lives in ``layers/`` because every YOLOv7 size uses it (and YOLOR's mod
 from __future__ import annotations
 
 import copy
-import math
-from collections.abc import Iterable
 
 import torch
 from torch import Tensor, nn
+
+from yolo_teach.layers.heads import YOLOV7_CLASS_OFFSET, Detect, init_detect_bias
 
 
 class ImplicitA(nn.Module):
@@ -62,38 +62,7 @@ class ImplicitM(nn.Module):
         return x * self.implicit  # (B, C, H, W)
 
 
-@torch.no_grad()
-def init_detect_bias(convs: Iterable[nn.Conv2d], strides: Iterable[int], num_anchors: int,
-                     num_classes: int, prior: float | None = None) -> None:
-    r"""YOLOv7's ``_initialize_biases`` for the 1x1 prediction convs of a head: objectness
-    :math:`\sigma(b_o) = 8 / (640 / s)^2` (8 objects per 640 px image over the cells of stride
-    s), or ``prior`` on every scale; classes :math:`b_c = \log(0.6 / (K - 0.99))`."""
-    for conv, s in zip(convs, strides):
-        bias = conv.bias.view(num_anchors, -1)  # (A, 5+K)
-        p = 8 / (640 / s) ** 2 if prior is None else prior
-        # NOTE(paper): the official code adds these logs to PyTorch's random initial bias;
-        # we set them, as the package's other heads do, so that the prior is exact.
-        bias[:, 4] = math.log(p / (1 - p))
-        bias[:, 5:] = math.log(0.6 / (num_classes - 0.99))
-
-
-class PlainDetect(nn.Module):
-    """One 1x1 conv with bias per scale: what :class:`IDetect` becomes once its implicit
-    vectors are folded (the same head as YOLOv5's ``Detect``). ``m`` keeps IDetect's name, so
-    the state-dict keys of the convolutions are the same.
-
-    Shapes:
-        [(B, C_i, H_i, W_i)] -> [(B, A*(5+K), H_i, W_i)], same order as the input.
-    """
-
-    def __init__(self, in_channels: tuple[int, ...], num_anchors: int, num_classes: int):
-        super().__init__()
-        self.num_anchors, self.num_classes = num_anchors, num_classes
-        self.m = nn.ModuleList(nn.Conv2d(c, num_anchors * (5 + num_classes), 1)
-                               for c in in_channels)
-
-    def forward(self, features: list[Tensor]) -> list[Tensor]:
-        return [conv(x) for conv, x in zip(self.m, features)]  # [(B, A*(5+K), H, W)]
+PlainDetect = Detect  # what IDetect becomes once fused: YOLOv5's one-1x1-conv head
 
 
 class IDetect(nn.Module):
@@ -123,15 +92,16 @@ class IDetect(nn.Module):
 
     def init_bias(self, strides: tuple[int, ...], prior: float | None = None) -> None:
         """YOLOv7's bias initialisation (:func:`init_detect_bias`)."""
-        init_detect_bias(self.m, strides, self.num_anchors, self.num_classes, prior)
+        init_detect_bias(self.m, strides, self.num_anchors, self.num_classes, prior,
+                         YOLOV7_CLASS_OFFSET)
 
     @torch.no_grad()
-    def fuse(self) -> PlainDetect:
-        r"""A new :class:`PlainDetect` equal to this head in eval mode:
+    def fuse(self) -> Detect:
+        r"""A new :class:`~yolo_teach.layers.heads.Detect` equal to this head in eval mode:
         :math:`W' = \mathrm{diag}(m) W`, :math:`b' = m \odot (b + W a)`."""
         with torch.device(self.m[0].weight.device):
-            fused = PlainDetect(tuple(conv.in_channels for conv in self.m), self.num_anchors,
-                                self.num_classes)
+            fused = Detect(tuple(conv.in_channels for conv in self.m), self.num_anchors,
+                           self.num_classes)
         fused.m = copy.deepcopy(self.m)  # then fold a and m into copies of the convolutions
         for conv, ia, im in zip(fused.m, self.ia, self.im):
             w = conv.weight[:, :, 0, 0]  # (A(5+K), C)

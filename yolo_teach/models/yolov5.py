@@ -35,7 +35,7 @@ from yolo_teach.layers.activations import Mish
 from yolo_teach.layers.attention import SE
 from yolo_teach.layers.c3 import C3
 from yolo_teach.layers.conv import ConvBNAct, set_batch_norm
-from yolo_teach.layers.heads import AnchorHead
+from yolo_teach.layers.heads import AnchorHead, Detect
 from yolo_teach.layers.pan import PANet
 from yolo_teach.layers.spp import SPPF
 from yolo_teach.losses.recipes import darknet_rules
@@ -149,36 +149,6 @@ class YOLOv5Backbone(nn.Module):
         c4 = self.stage4(c3)  # (B, 512, H/16, W/16)
         c5 = self.sppf(self.stage5(c4))  # (B, 1024, H/32, W/32)
         return c3, c4, c5
-
-
-class Detect(nn.Module):
-    """YOLOv5's Detect without its decoding (models/yolo.py): one 1x1 conv with bias per scale.
-
-    Shapes:
-        [(B, C_i, H_i, W_i)] -> [(B, A*(5+K), H_i, W_i)], same order as the input.
-    """
-
-    def __init__(self, in_channels: tuple[int, ...], num_anchors: int, num_classes: int):
-        super().__init__()
-        self.num_anchors, self.num_classes = num_anchors, num_classes
-        self.m = nn.ModuleList(nn.Conv2d(c, num_anchors * (5 + num_classes), 1)
-                               for c in in_channels)
-
-    def forward(self, features: list[torch.Tensor]) -> list[torch.Tensor]:
-        return [conv(x) for conv, x in zip(self.m, features)]  # [(B, A*(5+K), H, W)]
-
-    @torch.no_grad()
-    def init_bias(self, strides: tuple[int, ...], prior: float | None = None) -> None:
-        r"""YOLOv5's ``_initialize_biases``: objectness :math:`\sigma(b_o) = 8 / (640 / s)^2`
-        (8 objects per 640 px image, spread over the cells of stride s), or ``prior`` on every
-        scale; classes :math:`b_c = \log(0.6 / (K - 0.99999))`."""
-        for conv, s in zip(self.m, strides):
-            bias = conv.bias.view(self.num_anchors, -1)  # (A, 5+K)
-            p = 8 / (640 / s) ** 2 if prior is None else prior
-            # NOTE(paper): YOLOv5 adds these logs to PyTorch's random initial bias; we set them,
-            # as the other models of the package do, so that the prior is exact.
-            bias[:, 4] = math.log(p / (1 - p))
-            bias[:, 5:] = math.log(0.6 / (self.num_classes - 0.99999))
 
 
 class YOLOv5(nn.Module):

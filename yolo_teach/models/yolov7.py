@@ -43,7 +43,8 @@ from yolo_teach.deploy import fuse_blocks
 from yolo_teach.detectors import register_anchor_models
 from yolo_teach.layers.conv import ConvBNAct, DarknetLeaky, set_batch_norm
 from yolo_teach.layers.elan import MP, SPPCSPC, ELANSize, SPPCSPCTiny
-from yolo_teach.layers.implicit import IDetect, PlainDetect, init_detect_bias
+from yolo_teach.layers.heads import YOLOV7_CLASS_OFFSET, Detect
+from yolo_teach.layers.implicit import IDetect
 from yolo_teach.layers.rep import RepConv
 from yolo_teach.losses.lead_guided import TOPK_LEAD_ONLY, lead_aux_recipe
 from yolo_teach.losses.recipes import darknet_rules
@@ -181,7 +182,7 @@ class AuxiliaryHead(nn.Module):
                  act_layer: type[nn.Module]):
         super().__init__()
         self.convs = nn.ModuleList(ConvBNAct(c, 2 * c, 3, 1, act_layer) for c in in_channels)
-        self.head = PlainDetect(tuple(2 * c for c in in_channels), num_anchors, num_classes)
+        self.head = Detect(tuple(2 * c for c in in_channels), num_anchors, num_classes)
 
     def forward(self, features: list[torch.Tensor]) -> list[torch.Tensor]:
         return self.head([conv(x) for conv, x in zip(self.convs, features)])
@@ -240,8 +241,7 @@ class YOLOv7(nn.Module):
         """YOLOv7's bias initialisation; ``prior`` replaces its per-stride objectness prior."""
         self.head.init_bias(self.strides, prior)
         if self.aux_head is not None:
-            init_detect_bias(self.aux_head.head.m, self.strides, self.cfg.num_anchors,
-                             self.cfg.num_classes, prior)
+            self.aux_head.head.init_bias(self.strides, prior, YOLOV7_CLASS_OFFSET)
 
     def fuse(self) -> YOLOv7:
         """The inference network (:func:`yolo_teach.deploy.fuse`): the auxiliary head dropped
