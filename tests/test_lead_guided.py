@@ -18,12 +18,11 @@ from yolo_teach.losses import (
 from yolo_teach.losses.lead_guided import (
     COARSE,
     FINE,
-    LeadAuxLoss,
     LeadGuidedAssigner,
     candidate_cells,
     ota_match,
-    yolov7_balance,
 )
+from yolo_teach.losses.yolov7_loss import LeadAuxLoss, yolov7_balance
 
 
 def box_at(centre_in_cells, size=40.0, stride=32, b=0, label=0):

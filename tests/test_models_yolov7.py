@@ -18,7 +18,7 @@ from yolo_teach.layers.elan import ELAN, MP, SPPCSPC, SPPCSPCTiny, compound_scal
 from yolo_teach.layers.implicit import IDetect, PlainDetect
 from yolo_teach.layers.rep import RepConv
 from yolo_teach.losses.assign import NeighbourCellAssigner
-from yolo_teach.losses.lead_guided import LeadAuxLoss
+from yolo_teach.losses.yolov7_loss import LeadAuxLoss
 from yolo_teach.models.summary import count_flops, count_parameters
 from yolo_teach.models.yolov7 import (
     STRIDES,

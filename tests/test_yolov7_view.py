@@ -14,7 +14,7 @@ from torch import nn  # noqa: E402
 
 from yolo_teach.layers.elan import EELAN, ELAN  # noqa: E402
 from yolo_teach.layers.rep import RepConv, fold_branch, identity_conv, pad_1x1_to_3x3  # noqa: E402
-from yolo_teach.losses.lead_guided import LeadAuxLoss  # noqa: E402
+from yolo_teach.losses.yolov7_loss import LeadAuxLoss  # noqa: E402
 from yolo_teach.models.yolov7 import yolov7, yolov7_tiny, yolov7x  # noqa: E402
 from yolo_teach.viz.yolov7_view import (  # noqa: E402
     ELANLayout,

@@ -46,8 +46,9 @@ from yolo_teach.layers.elan import MP, SPPCSPC, ELANSize, SPPCSPCTiny
 from yolo_teach.layers.heads import YOLOV7_CLASS_OFFSET, Detect
 from yolo_teach.layers.implicit import IDetect
 from yolo_teach.layers.rep import RepConv
-from yolo_teach.losses.lead_guided import TOPK_LEAD_ONLY, lead_aux_recipe
+from yolo_teach.losses.lead_guided import TOPK_LEAD_ONLY
 from yolo_teach.losses.recipes import darknet_rules
+from yolo_teach.losses.yolov7_loss import lead_aux_recipe
 from yolo_teach.registry import AnchorSet
 
 STRIDES = (8, 16, 32)  # output order (P3, P4, P5)
@@ -195,7 +196,7 @@ class YOLOv7(nn.Module):
         (B, 3, H, W) -> [(B, A*(5+K), H/8, W/8), (B, A*(5+K), H/16, W/16),
         (B, A*(5+K), H/32, W/32)], raw outputs, anchor-major channels. With ``aux_head``, in
         training mode only, the auxiliary head's three maps follow the lead head's (the loss,
-        :class:`~yolo_teach.losses.lead_guided.LeadAuxLoss`, tells them apart); :meth:`fuse`
+        :class:`~yolo_teach.losses.yolov7_loss.LeadAuxLoss`, tells them apart); :meth:`fuse`
         drops the auxiliary head.
     """
 

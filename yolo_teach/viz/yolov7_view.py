@@ -9,7 +9,7 @@ auxiliary heads' labels on one image (§4.2, Fig. 5).
   RepConv after :func:`~yolo_teach.layers.rep.fold_branch`,
   :func:`~yolo_teach.layers.rep.pad_1x1_to_3x3` and
   :func:`~yolo_teach.layers.rep.identity_conv`, and the one kernel they become.
-* :func:`assign_lead_aux` runs a :class:`~yolo_teach.losses.lead_guided.LeadAuxLoss`'s
+* :func:`assign_lead_aux` runs a :class:`~yolo_teach.losses.yolov7_loss.LeadAuxLoss`'s
   assignment on one image and keeps every step (:class:`LeadAuxSteps`);
   :func:`draw_lead_aux_cells` draws the candidate cells and the positives of both heads at one
   stride (legend: :func:`lead_aux_handles`), :func:`ota_candidate_costs` and :func:`draw_ota_dynamic_k` the OTA step (drawn by
@@ -35,7 +35,8 @@ from torch import Tensor
 from yolo_teach.decode import as_coder_list, as_map_list, decode_anchor_maps
 from yolo_teach.layers.elan import EELAN, ELAN
 from yolo_teach.losses.assign import ScaleAssignment
-from yolo_teach.losses.lead_guided import LeadAuxLoss, LeadGuidedImage, candidate_cells
+from yolo_teach.losses.lead_guided import LeadGuidedImage, candidate_cells
+from yolo_teach.losses.yolov7_loss import LeadAuxLoss
 from yolo_teach.utils import as_numpy
 from yolo_teach.viz.draw import draw_canvas
 from yolo_teach.viz.simota_view import CandidateCosts, draw_dynamic_k, gt_color
@@ -305,7 +306,7 @@ def assign_lead_aux(loss: LeadAuxLoss, outputs: Sequence[Tensor], targets: Tenso
                     anchors: Sequence, image: int = 0) -> LeadAuxSteps:
     """The labels ``loss`` gives both heads on image ``image``, with every step.
 
-    The same computation as :meth:`~yolo_teach.losses.lead_guided.LeadAuxLoss.assign` (decode
+    The same computation as :meth:`~yolo_teach.losses.yolov7_loss.LeadAuxLoss.assign` (decode
     the predictions, candidates, OTA), keeping the :class:`~yolo_teach.losses.lead_guided.
     LeadGuidedImage` of each head instead of only the positives.
 
