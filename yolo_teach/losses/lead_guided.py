@@ -66,12 +66,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from yolo_teach.boxes import box_convert, box_iou
 from yolo_teach.losses.assign import ScaleAssignment, _at_cells
-from yolo_teach.losses.simota import dynamic_k
+from yolo_teach.losses.simota import assignment_cost, dynamic_k, match_cheapest
 
 FINE, COARSE = 0.5, 1.0  # g: a neighbour cell is a candidate when its edge is < g from the centre
 IOU_WEIGHT = 3.0  # λ of the cost (official: "cost = pair_wise_cls_loss + 3.0 * ...")
@@ -190,22 +189,11 @@ def ota_match(gt_boxes: Tensor, gt_labels: Tensor, pred_boxes: Tensor, pred_scor
         return OTAResult(gt_index, iou, empty, empty.clone(), k)
 
     ious = box_iou(gt_boxes.float(), pred_boxes.float()).float()  # (M, P)
-    reg_cost = -torch.log(ious + 1e-8)
-    onehot = F.one_hot(gt_labels.long(), pred_scores.shape[1]).float()  # (M, K)
-    p = pred_scores.float().sqrt().clamp(1e-6, 1 - 1e-6)  # (P, K)
-    cls_cost = F.binary_cross_entropy(p[None].expand(num_gt, -1, -1),
-                                      onehot[:, None].expand(-1, num_cand, -1),
-                                      reduction="none").sum(-1)  # (M, P)
-    cost = cls_cost + iou_weight * reg_cost  # (M, P)
-
+    cost = assignment_cost(gt_labels, ious, pred_scores, iou_weight)  # (M, P)
     k = dynamic_k(ious, topk)  # (M,)
-    taken = torch.zeros(num_gt, num_cand, dtype=torch.bool, device=device)
-    for g in range(num_gt):  # each ground truth: its k cheapest candidates
-        taken[g, cost[g].topk(min(int(k[g]), num_cand), largest=False).indices] = True
-    claimed = taken.any(0)  # (P,)
-    cheapest = torch.where(taken, cost, torch.full_like(cost, float("inf"))).argmin(0)  # (P,)
-    gt_index[claimed] = cheapest[claimed]
-    iou[claimed] = ious[cheapest[claimed], claimed.nonzero().squeeze(1)]
+    gt_index = match_cheapest(cost, k)  # (P,)
+    claimed = gt_index >= 0
+    iou[claimed] = ious[gt_index[claimed], claimed.nonzero().squeeze(1)]
     return OTAResult(gt_index, iou, ious, cost, k)
 
 

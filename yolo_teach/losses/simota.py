@@ -78,6 +78,33 @@ def dynamic_k(ious: Tensor, topk: int = 10) -> Tensor:
     return top.sum(1).long().clamp(min=1)
 
 
+def assignment_cost(gt_labels: Tensor, ious: Tensor, pred_scores: Tensor,
+                    iou_weight: float = 3.0) -> Tensor:
+    """The cost :math:`c_{ij} = L^{cls}_{ij} + λ L^{reg}_{ij}` of SimOTA (and YOLOv7's OTA):
+    ``gt_labels (M,)``, ``ious (M, P)``, ``pred_scores (P, K)`` joint probabilities ->
+    ``(M, P)``, with :math:`L^{reg} = -\\log(\\text{IoU} + 10^{-8})` and :math:`L^{cls}` the BCE of
+    :math:`\\sqrt{p}` against the one-hot class, summed over classes."""
+    num_gt, num_cand = ious.shape
+    reg_cost = -torch.log(ious + 1e-8)
+    onehot = F.one_hot(gt_labels.long(), pred_scores.shape[1]).float()  # (M, K)
+    p = pred_scores.float().sqrt().clamp(1e-6, 1 - 1e-6)  # (P, K)
+    cls_cost = F.binary_cross_entropy(p[None].expand(num_gt, -1, -1),
+                                      onehot[:, None].expand(-1, num_cand, -1),
+                                      reduction="none").sum(-1)  # (M, P)
+    return cls_cost + iou_weight * reg_cost
+
+
+def match_cheapest(cost: Tensor, k: Tensor) -> Tensor:
+    """Ground truth i takes its ``k[i]`` cheapest columns of ``cost (M, P)``; a column taken
+    by several goes to the cheapest of those. Returns ``gt_index (P,)``, ``-1`` where untaken."""
+    num_gt, num_cand = cost.shape
+    taken = torch.zeros(num_gt, num_cand, dtype=torch.bool, device=cost.device)
+    for g in range(num_gt):  # each ground truth: its k cheapest candidates
+        taken[g, cost[g].topk(min(int(k[g]), num_cand), largest=False).indices] = True
+    cheapest = torch.where(taken, cost, torch.full_like(cost, float("inf"))).argmin(0)  # (P,)
+    return torch.where(taken.any(0), cheapest, torch.full_like(cheapest, -1))
+
+
 def simota_assign(gt_boxes: Tensor, gt_labels: Tensor, points: Tensor, strides: Tensor,
                   pred_boxes: Tensor, pred_scores: Tensor, radius: float = 2.5,
                   iou_weight: float = 3.0, topk: int = 10) -> SimOTAResult:
@@ -103,24 +130,13 @@ def simota_assign(gt_boxes: Tensor, gt_labels: Tensor, points: Tensor, strides: 
 
     cand = candidates.nonzero().squeeze(1)  # (P_c,)
     ious[:, cand] = box_iou(gt_boxes.float(), pred_boxes[cand].float())  # (M, P_c)
-    reg_cost = -torch.log(ious[:, cand] + 1e-8)
-    num_classes = pred_scores.shape[1]
-    onehot = F.one_hot(gt_labels.long(), num_classes).float()  # (M, K)
-    p = pred_scores[cand].float().sqrt().clamp(1e-6, 1 - 1e-6)  # (P_c, K)
-    cls_cost = F.binary_cross_entropy(p[None].expand(num_gt, -1, -1),
-                                      onehot[:, None].expand(-1, len(cand), -1),
-                                      reduction="none").sum(-1)  # (M, P_c)
     outside = ~(in_box[:, cand] & in_centre[:, cand])
-    cost[:, cand] = cls_cost + iou_weight * reg_cost + OUTSIDE_COST * outside
+    cost[:, cand] = (assignment_cost(gt_labels, ious[:, cand], pred_scores[cand], iou_weight)
+                     + OUTSIDE_COST * outside)
 
     k = dynamic_k(ious[:, cand], topk)  # (M,)
-    matching = torch.zeros(num_gt, num_points, dtype=torch.bool, device=points.device)
-    for g in range(num_gt):  # each ground truth: its k cheapest candidates
-        chosen = cost[g, cand].topk(min(int(k[g]), len(cand)), largest=False).indices
-        matching[g, cand[chosen]] = True
-    claimed = matching.any(0)  # (P,)
-    best = torch.where(matching, cost, torch.full_like(cost, float("inf"))).argmin(0)  # (P,)
-    gt_index[claimed] = best[claimed]  # a point claimed twice: the cheaper ground truth
-    iou[claimed] = ious[best[claimed], claimed.nonzero().squeeze(1)]
+    gt_index[cand] = match_cheapest(cost[:, cand], k)  # a point claimed twice: the cheaper
+    claimed = gt_index >= 0  # (P,)
+    iou[claimed] = ious[gt_index[claimed], claimed.nonzero().squeeze(1)]
     return SimOTAResult(gt_index, iou, candidates, in_box, in_centre, ious, cost, k)
 
