@@ -93,8 +93,10 @@ def check_parameter_count(model: nn.Module, fused: nn.Module) -> None:
     # A Conv+BN fold removes gamma and beta (2 C) and gives the bias-less conv a bias (C): C fewer
     # per BatchNorm of C channels. A block that collapses branches (RepConv) or folds implicit
     # knowledge removes more, so in general the fused model has at most this many. (The
-    # full-size YOLOv1 has no BatchNorm, as in the paper: nothing to fold.)
-    folded = sum(bn.num_features for bn in batch_norms(model))
+    # full-size YOLOv1 has no BatchNorm, as in the paper: nothing to fold.) A BatchNorm with no
+    # conv before it, fused on its own (RefineDetLite's normalisation of the input image),
+    # becomes a per-channel affine with the same 2 C parameters: nothing is removed.
+    folded = sum(bn.num_features for bn in batch_norms(model) if not isinstance(bn, Fusable))
     expected = count_parameters(model) - folded
     if all(isinstance(block, ConvBNAct) for block in fusable_blocks(model)):
         assert count_parameters(fused) == expected
@@ -144,7 +146,7 @@ def test_full_size_detector_fused_equals_unfused_at_a_small_input(name):
     spec = get_spec(name)
     with torch.device("meta"):
         if not batch_norms(spec.make_model(3, spec.img_size)):
-            pytest.skip(f"{name}: no BatchNorm to fold (YOLOv1's paper network)")
+            pytest.skip(f"{name}: no BatchNorm to fold, as in its paper (YOLOv1, RefineDet)")
     model = spec.make_model(3, spec.img_size)
     size = 64 if spec.img_size % 32 == 0 else spec.img_size
     torch.manual_seed(0)

@@ -16,7 +16,7 @@ from yolo_teach.models.refinedet import (
     L2Norm,
     MultiBoxHead,
     RefineDet,
-    RefineDetOutput,
+    RefineOutput,
     TransferConnectionBlock,
     refinedet320_vgg16,
     refinedet_anchors,
@@ -75,7 +75,7 @@ def test_output_shapes_at_320_and_per_level_maps():
             conv.register_forward_hook(
                 lambda m, i, o, key=(name, level): maps.__setitem__(key, tuple(o.shape[1:])))
     out = model(torch.empty(1, 3, 320, 320, device="meta"))
-    assert isinstance(out, RefineDetOutput)
+    assert isinstance(out, RefineOutput)
     assert out.arm_loc.shape == (1, 6375, 4)
     assert out.arm_conf.shape == (1, 6375, 2)
     assert out.odm_loc.shape == (1, 6375, 4)

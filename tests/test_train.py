@@ -80,7 +80,7 @@ def toy_data(n=12, size=32, seed=0):
     return BoxDataset(images, boxes, labels, ["thing"])
 
 
-def make_trainer(out_dir, epochs=4, **cfg):
+def make_trainer(out_dir, epochs=4, criterion=toy_criterion, **cfg):
     torch.manual_seed(0)
     source = toy_data()
     train = DetectionDataset(source, img_size=32, augment=Augment(), seed=1)
@@ -88,7 +88,34 @@ def make_trainer(out_dir, epochs=4, **cfg):
     cfg = TrainConfig(**{"epochs": epochs, "batch_size": 4, "accumulate": 2, "warmup_iters": 3,
                          "lr": 0.01, "progress": False, "val_every": 1, **cfg})
     meta = {"model": "toy", "class_names": ["thing"]}
-    return Trainer(Toy(), toy_criterion, toy_predict, train, val, cfg, out_dir, meta)
+    return Trainer(Toy(), criterion, toy_predict, train, val, cfg, out_dir, meta)
+
+
+class ScaledCriterion(nn.Module):
+    """A loss with a parameter of its own (as RefineDetLite's eq. 6 uncertainty weights)."""
+
+    def __init__(self):
+        super().__init__()
+        self.log_scale = nn.Parameter(torch.zeros(()))
+
+    def forward(self, out, targets):
+        loss, terms = toy_criterion(out, targets)
+        return torch.exp(-self.log_scale) * loss + self.log_scale, terms
+
+
+def test_a_loss_with_parameters_trains_them_and_resumes_them(tmp_path):
+    def trainer(path):
+        return make_trainer(path, criterion=ScaledCriterion())
+
+    full = trainer(tmp_path / "full")
+    full.fit()
+    assert full.criterion.log_scale.item() != 0.0  # it was optimised
+    first = trainer(tmp_path / "split")
+    first.fit(stop_after_epoch=2)
+    resumed = trainer(tmp_path / "split").resume()
+    assert resumed.criterion.log_scale.item() == first.criterion.log_scale.item()
+    resumed.fit()
+    assert torch.equal(resumed.criterion.log_scale, full.criterion.log_scale)
 
 
 @pytest.mark.parametrize("optimizer", ["sgd", "adamw"])

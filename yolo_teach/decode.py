@@ -31,6 +31,9 @@ from yolo_teach.nms import batched_nms
 MAX_CANDIDATES = 1000
 
 
+VARIANCES = (0.1, 0.2)  # SSD's prior variances: centre offsets / 0.1, log-size ratios / 0.2
+
+
 def _logit(p: Tensor, eps: float) -> Tensor:
     """Inverse of the sigmoid, with ``p`` clamped to ``[eps, 1 - eps]`` so it stays finite."""
     p = p.clamp(eps, 1 - eps)
@@ -318,6 +321,63 @@ def decode_yolov1(out: Tensor, img_size: int, num_boxes: int = 2) -> Tensor:
 # --------------------------------------------------------------------------------------------
 # Post-processing and prediction
 # --------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class SSDBoxCoder:
+    r"""Box offsets relative to an anchor (Faster R-CNN's parameterisation with SSD's variances).
+
+    For an anchor with centre :math:`(a_x, a_y)` and size :math:`(a_w, a_h)` and a box
+    :math:`(b_x, b_y, b_w, b_h)`:
+
+    .. math:: t = \Bigl(\frac{b_x - a_x}{v_0 a_w}, \frac{b_y - a_y}{v_0 a_h},
+              \frac{\log(b_w / a_w)}{v_1}, \frac{\log(b_h / a_h)}{v_1}\Bigr)
+
+    Boxes and anchors are ``xyxy`` pixels, ``(..., 4)``; :meth:`decode` inverts :meth:`encode`.
+    """
+
+    variances: tuple[float, float] = VARIANCES
+
+    @staticmethod
+    def _centre_size(boxes: Tensor) -> tuple[Tensor, Tensor]:
+        return (boxes[..., :2] + boxes[..., 2:]) / 2, boxes[..., 2:] - boxes[..., :2]
+
+    def encode(self, boxes: Tensor, anchors: Tensor) -> Tensor:
+        """``boxes``, ``anchors (..., 4) xyxy`` -> offsets ``t (..., 4)``."""
+        centre, size = self._centre_size(boxes)
+        a_centre, a_size = self._centre_size(anchors)
+        t_xy = (centre - a_centre) / (self.variances[0] * a_size)  # (..., 2)
+        t_wh = torch.log(size.clamp(min=1e-6) / a_size) / self.variances[1]  # (..., 2)
+        return torch.cat([t_xy, t_wh], dim=-1)  # (..., 4)
+
+    def decode(self, t: Tensor, anchors: Tensor) -> Tensor:
+        """Offsets ``t`` and ``anchors (..., 4) xyxy`` -> boxes ``(..., 4) xyxy``."""
+        a_centre, a_size = self._centre_size(anchors)
+        centre = a_centre + t[..., :2] * self.variances[0] * a_size  # (..., 2)
+        # clamped like the YOLO coders' exp: a wild offset early in training cannot overflow
+        size = a_size * torch.exp((t[..., 2:] * self.variances[1]).clamp(max=10.0))  # (..., 2)
+        return torch.cat([centre - size / 2, centre + size / 2], dim=-1)  # (..., 4)
+
+
+
+def decode_refined(outputs, priors: Tensor, coder: SSDBoxCoder = SSDBoxCoder(),
+                   filter_threshold: float = 0.99) -> Tensor:
+    """A two-step detector's :class:`~yolo_teach.layers.refine.RefineOutput` -> ``(B, N, 5 + K)``
+    rows, as :func:`postprocess` reads them (RefineDet §3).
+
+    The ARM's offsets move the default anchors (``priors (N, 4)`` xyxy pixels), the ODM's move
+    those refined anchors to the final boxes; the class probabilities are the ODM's softmax
+    without its background column. The objectness column is 0 for the anchors the ARM calls
+    background with probability above ``filter_threshold`` (negative anchor filtering, §3.2)
+    and 1 elsewhere, so that they never become detections.
+    """
+    arm_loc, arm_conf, odm_loc, odm_conf = outputs
+    priors = priors.to(arm_loc.device, arm_loc.dtype)
+    refined = coder.decode(arm_loc, priors)  # (B, N, 4) the ARM's anchors
+    boxes = coder.decode(odm_loc, refined)  # (B, N, 4)
+    keep = torch.softmax(arm_conf, dim=-1)[..., :1] <= filter_threshold  # (B, N, 1)
+    probs = torch.softmax(odm_conf, dim=-1)[..., 1:]  # (B, N, K)
+    return torch.cat([boxes, keep.to(boxes.dtype), probs], dim=-1)  # (B, N, 5 + K)
+
+
 def postprocess(
     decoded: Tensor,
     conf_threshold: float = 0.25,
@@ -351,9 +411,12 @@ def postprocess(
             box_index, labels, scores = box_index[top], labels[top], scores[top]
         boxes = rows[box_index, :4]  # (n, 4)
         groups = torch.zeros_like(labels) if class_agnostic else labels
-        keep = nms(boxes.float(), scores.float(), groups, iou_threshold)[:max_det]
-        keep = keep.to(boxes.device)
-        results.append({"boxes": boxes[keep], "scores": scores[keep], "labels": labels[keep]})
+        kept = nms(boxes.float(), scores.float(), groups, iou_threshold)
+        # soft-NMS returns (keep, new scores): it lowers the scores of the boxes it keeps
+        keep, rescored = kept if isinstance(kept, tuple) else (kept, None)
+        keep = keep[:max_det].to(boxes.device)
+        scores = scores[keep] if rescored is None else rescored[:max_det].to(scores)
+        results.append({"boxes": boxes[keep], "scores": scores, "labels": labels[keep]})
     return results
 
 

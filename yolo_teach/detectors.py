@@ -21,8 +21,9 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from yolo_teach.decode import decode_anchor_maps, predict
+from yolo_teach.decode import decode_anchor_maps, decode_refined, predict
 from yolo_teach.losses import YOLOLoss
+from yolo_teach.losses.refinedet_loss import RefineDetLoss
 from yolo_teach.nms import batched_nms
 from yolo_teach.registry import (
     AnchorSet,
@@ -153,6 +154,39 @@ def register_anchor_models(models: Sequence[tuple[str, Callable, int]], anchors:
                               description=factory.__doc__.splitlines()[0], **spec_options))
 
 
+def refine_head(spec: DetectorSpec, model: nn.Module, num_classes: int, img_size: int,
+                rule: str, anchors, loss_options: dict):
+    """The loss, decoder and NMS of a two-step detector (RefineDet, RefineDetLite): a
+    :class:`~yolo_teach.losses.refinedet_loss.RefineDetLoss` on ``model.priors(img_size)``
+    made from ``spec.rules[rule]`` and ``loss_options``, :func:`~yolo_teach.decode.decode_refined`
+    with the same priors, and the rule's ``nms`` when it brings one (soft-NMS)."""
+    if anchors is not None:
+        raise ValueError(f"{spec.name}'s default anchors come from its network "
+                         f"(model.priors): leave anchors at None")
+    priors = model.priors(img_size)  # (N, 4) xyxy pixels
+    options = {**spec.rules[rule](tuple(model.strides), num_classes, img_size), **loss_options}
+    nms = options.pop("nms", None)
+    criterion = RefineDetLoss(priors, num_classes, **options)
+    decoder = partial(decode_refined, priors=priors, coder=criterion.coder,
+                      filter_threshold=criterion.filter_threshold)
+    return criterion, decoder, None, nms
+
+
+def register_refine_models(models: Sequence[tuple[str, Callable, int]], rules: dict,
+                           **spec_options) -> None:
+    """Register two-step detectors: ``models`` lists ``(name, factory(num_classes), reference
+    img_size)``, the factory counting the background (as the official code), so that the
+    registered name takes K foreground classes and builds ``factory(K + 1)``."""
+    for name, factory, img_size in models:
+        @wraps(factory)  # keeps the factory's module: the model file owns the name
+        def make_model(num_classes: int, img_size: int, factory=factory) -> nn.Module:
+            return factory(num_classes + 1)
+
+        register(DetectorSpec(name=name, make_model=make_model, make_head=refine_head,
+                              img_size=img_size, rules=rules, default_rule="basic",
+                              description=factory.__doc__.splitlines()[0], **spec_options))
+
+
 # --------------------------------------------------------------------------------------------
 # Building
 # --------------------------------------------------------------------------------------------
@@ -178,10 +212,11 @@ def build_detector(name: str, num_classes: int, img_size: int | None = None,
         raise ValueError(f"{name} has the assignment rules {sorted(spec.rules)}, got {rule!r}")
     img_size = img_size or spec.img_size
     model = spec.make_model(num_classes, img_size)
-    criterion, decoder, anchors = spec.make_head(spec, model, num_classes, img_size, rule,
-                                                 anchors, dict(loss_options))
-    return Detector(model, criterion, decoder, img_size, name, num_classes, anchors, rule,
-                    spec.nms or batched_nms)
+    # a head may return a fourth item, the NMS its rule brings (RefineDetLite's soft-NMS)
+    criterion, decoder, anchors, *rule_nms = spec.make_head(spec, model, num_classes, img_size,
+                                                            rule, anchors, dict(loss_options))
+    nms = (rule_nms[0] if rule_nms else None) or spec.nms or batched_nms
+    return Detector(model, criterion, decoder, img_size, name, num_classes, anchors, rule, nms)
 
 
 __all__ = [
@@ -192,6 +227,8 @@ __all__ = [
     "build_detector",
     "detector_names",
     "official_anchors",
+    "refine_head",
     "register_anchor_models",
+    "register_refine_models",
     "split_anchors",
 ]

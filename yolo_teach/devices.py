@@ -97,10 +97,12 @@ def grad_scaler(device: torch.device, enabled: bool) -> torch.amp.GradScaler | N
 
 
 def as_float32(outputs):
-    """A model's outputs (a tensor, or a list/tuple of them) in float32: the loss runs outside
+    """A model's outputs (a tensor, or a list/tuple/NamedTuple of them) in float32: the loss runs outside
     ``autocast`` in full precision."""
     if torch.is_tensor(outputs):
         return outputs.float()
+    if hasattr(outputs, "_fields"):  # a NamedTuple (RefineDet's RefineOutput) keeps its fields
+        return type(outputs)(*(as_float32(o) for o in outputs))
     return type(outputs)(as_float32(o) for o in outputs)
 
 

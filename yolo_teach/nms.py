@@ -142,3 +142,20 @@ def batched_diou_nms(boxes: Tensor, scores: Tensor, idxs: Tensor,
     if len(boxes) == 0:
         return torch.empty(0, dtype=torch.long)
     return diou_nms(_apart_by_class(boxes, idxs), scores, iou_threshold)
+
+
+def batched_soft_nms(boxes: Tensor, scores: Tensor, idxs: Tensor, iou_threshold: float = 0.3,
+                     sigma: float = 0.5, method: str = "gaussian",
+                     score_threshold: float = 0.001) -> tuple[Tensor, Tensor]:
+    """:func:`soft_nms` within each class (``idxs (N,)``), by :func:`batched_nms`'s offset
+    trick (boxes of different classes do not overlap, so they do not decay each other).
+    RefineDetLite's inference (§5.1, advanced configuration).
+
+    Returns ``(keep, new_scores)`` as :func:`soft_nms`; with the Gaussian decay
+    ``iou_threshold`` is unused (it is the linear decay's :math:`N_t`).
+    """
+    _check(boxes, scores, idxs)
+    if len(boxes) == 0:
+        return torch.empty(0, dtype=torch.long), upcast(scores)
+    return soft_nms(_apart_by_class(boxes, idxs), scores, iou_threshold, sigma, method,
+                    score_threshold)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 import torch
@@ -81,12 +82,16 @@ class ModelEMA:
         torch._foreach_add_(ema, new, alpha=1 - d)
 
 
-def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
-    """SGD (Nesterov momentum) or AdamW; no weight decay on biases and normalisation weights."""
+def build_optimizer(model: nn.Module, cfg: TrainConfig,
+                    extra: Iterable[nn.Parameter] = ()) -> torch.optim.Optimizer:
+    """SGD (Nesterov momentum) or AdamW; no weight decay on biases and normalisation weights.
+    ``extra``: parameters outside the network that train with it, without weight decay (a
+    loss's own, e.g. RefineDetLite's uncertainty weights, eq. 6)."""
     decay, no_decay = [], []
     for p in model.parameters():
         if p.requires_grad:
             (decay if p.ndim > 1 else no_decay).append(p)
+    no_decay += [p for p in extra if p.requires_grad]
     groups = [{"params": decay, "weight_decay": cfg.weight_decay},
               {"params": no_decay, "weight_decay": 0.0}]
     # fused: one kernel for all parameters, 2-3x faster per step on CPU than the default loop

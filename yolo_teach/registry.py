@@ -87,7 +87,8 @@ class DetectorSpec:
         make_head: ``(spec, model, num_classes, img_size, rule, anchors, loss_options) ->
             (criterion, decoder, anchors_px)``: the loss, the decoder and the anchors in
             pixels (``None`` without anchors) that belong to the model, e.g.
-            :func:`yolo_teach.detectors.anchor_head`.
+            :func:`yolo_teach.detectors.anchor_head`; optionally a fourth item, the NMS the
+            rule brings (``None`` = ``nms`` below), e.g. :func:`~yolo_teach.detectors.refine_head`.
         img_size: the reference input size (448 for YOLOv1, 416 for YOLOv2-v4, 128 for nanos).
         anchors: the official anchors, ``None`` for models without anchors.
         rules: assignment rule -> loss recipe ``(strides, num_classes, img_size) -> loss

@@ -144,7 +144,12 @@ class Trainer:
                                 f"{self.ddp.world_size} processes")
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.train_model = DistributedDataParallel(self.model, device_ids=ids)
-        self.optimizer = build_optimizer(self.model, self.cfg)
+        # a loss with parameters of its own (RefineDetLite's eq. 6) trains them with the model
+        loss_params = []
+        if isinstance(self.criterion, nn.Module):
+            self.criterion.to(self.device)
+            loss_params = list(self.criterion.parameters())
+        self.optimizer = build_optimizer(self.model, self.cfg, loss_params)
         self.ema = ModelEMA(self.model, self.cfg.ema_decay, self.cfg.ema_warmup) \
             if self.cfg.ema else None
         self.epoch, self.iteration, self.best_fitness = 0, 0, -1.0
@@ -332,6 +337,8 @@ class Trainer:
         """Everything needed to continue exactly: weights, optimizer, EMA, RNG, counters."""
         return {
             "model": self.model.state_dict(),
+            "criterion": self.criterion.state_dict()
+            if isinstance(self.criterion, nn.Module) else None,
             "optimizer": self.optimizer.state_dict(),
             "ema": self.ema.module.state_dict() if self.ema is not None else None,
             "ema_updates": self.ema.updates if self.ema is not None else 0,
@@ -347,6 +354,8 @@ class Trainer:
 
     def load_state_dict(self, state: dict) -> None:
         self.model.load_state_dict(state["model"])
+        if isinstance(self.criterion, nn.Module) and state.get("criterion") is not None:
+            self.criterion.load_state_dict(state["criterion"])
         self.optimizer.load_state_dict(state["optimizer"])
         if self.ema is not None and state["ema"] is not None:
             self.ema.module.load_state_dict(state["ema"])

@@ -17,10 +17,23 @@ factory            network                                     output per image
 ``yolov5n()``...   yolov5{n,s,m,l,x}.yaml v6.0+, 640 px, 80    (255, 80|40|20, ...) strides 8-32
 ``yolov7()``...    yolov7{-tiny,,x}.yaml training, 640 px      (255, 80|40|20, ...) strides 8-32
 ``yolox_s()``...   YOLOX-S/M/L/X 640 px, Tiny/Nano 416 px       (85, 80|40|20, ...) strides 8-32
+``refinedet*()``   RefineDet VGG16 / RefineDetLite, 320 px     ARM + ODM rows, one per anchor
 ``*_nano()``       same classes, thin and shallow, 128-256 px   same layout
 =================  ==========================================  ===============================
 """
 
+from yolo_teach.models.refinedet import (
+    RefineDet,
+    RefineDetConfig,
+    refinedet320_vgg16,
+    refinedet_anchors,
+)
+from yolo_teach.models.refinedet_lite import (
+    RefineDetLite,
+    RefineDetLiteConfig,
+    refinedet_lite72,
+    refinedet_lite_nano,
+)
 from yolo_teach.models.summary import (
     LayerRow,
     ModelSummary,
@@ -103,6 +116,10 @@ from yolo_teach.models.yolox_improved import (
 __all__ = [
     "LayerRow",
     "ModelSummary",
+    "RefineDet",
+    "RefineDetConfig",
+    "RefineDetLite",
+    "RefineDetLiteConfig",
     "YOLOv1",
     "YOLOv1Config",
     "YOLOv2",
@@ -136,6 +153,10 @@ __all__ = [
     "cspdarknet53",
     "count_parameters",
     "summary",
+    "refinedet320_vgg16",
+    "refinedet_anchors",
+    "refinedet_lite72",
+    "refinedet_lite_nano",
     "yolov1",
     "yolov1_nano",
     "yolov2",

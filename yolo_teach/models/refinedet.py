@@ -37,6 +37,10 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from yolo_teach.detectors import register_refine_models
+from yolo_teach.layers.refine import RefineOutput, flatten_levels, prior_boxes
+from yolo_teach.losses.refinedet_loss import refinedet_rules
+
 INPUT_SIZE = 320
 STRIDES = (8, 16, 32, 64)  # conv4_3, conv5_3, fc7, conv6_2 (the official "steps")
 MIN_SIZES = (32, 64, 128, 256)  # anchor side (pixels) of ratio 1 per level; no max_sizes
@@ -193,43 +197,24 @@ class MultiBoxHead(nn.Module):
         self.loc = nn.ModuleList(conv3x3(c, 4 * num_anchors) for c in in_channels)
         self.conf = nn.ModuleList(conv3x3(c, num_classes * num_anchors) for c in in_channels)
 
-    @staticmethod
-    def _flatten(x: torch.Tensor, width: int) -> torch.Tensor:
-        batch = x.shape[0]
-        return x.permute(0, 2, 3, 1).reshape(batch, -1, width)  # (B, A*w, H, W) -> (B, HWA, w)
-
     def forward(self, features: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        loc = [self._flatten(conv(x), 4) for conv, x in zip(self.loc, features)]
-        conf = [self._flatten(conv(x), self.num_classes) for conv, x in zip(self.conf, features)]
-        return torch.cat(loc, dim=1), torch.cat(conf, dim=1)  # (B, N, 4), (B, N, K)
-
-
-@dataclass
-class RefineDetOutput:
-    """The raw predictions of :class:`RefineDet`, rows in :func:`refinedet_anchors`' order.
-
-    Attributes:
-        arm_loc: (B, N, 4) first offsets of the default anchors.
-        arm_conf: (B, N, 2) logits [background, object] (ARM's binary classifier).
-        odm_loc: (B, N, 4) second offsets, relative to the ARM-refined anchors.
-        odm_conf: (B, N, K) class logits, background = class 0.
-    """
-
-    arm_loc: torch.Tensor
-    arm_conf: torch.Tensor
-    odm_loc: torch.Tensor
-    odm_conf: torch.Tensor
+        loc = flatten_levels([conv(x) for conv, x in zip(self.loc, features)], 4)  # (B, N, 4)
+        conf = flatten_levels([conv(x) for conv, x in zip(self.conf, features)],
+                              self.num_classes)  # (B, N, K)
+        return loc, conf
 
 
 class RefineDet(nn.Module):
     """The RefineDet detector: VGG16 backbone, L2Norm, ARM, TCBs, ODM.
 
     Shapes:
-        (B, 3, H, W) -> :class:`RefineDetOutput` with N = sum over strides s of
+        (B, 3, H, W) -> :class:`RefineOutput` with N = sum over strides s of
         (H/s) (W/s) A; raw outputs in train and eval alike. H and W must be multiples of 64.
     """
 
     strides = STRIDES
+    min_sizes = MIN_SIZES
+    aspect_ratios = ASPECT_RATIOS
 
     def __init__(self, cfg: RefineDetConfig = RefineDetConfig()):
         super().__init__()
@@ -261,7 +246,7 @@ class RefineDet(nn.Module):
                 nn.init.uniform_(m.weight, -bound, bound)
                 nn.init.zeros_(m.bias)
 
-    def forward(self, images: torch.Tensor) -> RefineDetOutput:
+    def forward(self, images: torch.Tensor) -> RefineOutput:
         height, width = images.shape[-2:]
         if height % STRIDES[-1] or width % STRIDES[-1]:
             # each TCB adds a 2x deconvolved coarser map, so every level must be exactly twice
@@ -277,7 +262,12 @@ class RefineDet(nn.Module):
             coarser = tcb(x, coarser)  # (B, 256, H/s, W/s)
             pyramid.insert(0, coarser)
         odm_loc, odm_conf = self.odm(pyramid)  # (B, N, 4), (B, N, K)
-        return RefineDetOutput(arm_loc, arm_conf, odm_loc, odm_conf)
+        return RefineOutput(arm_loc, arm_conf, odm_loc, odm_conf)
+
+    def priors(self, img_size: int | tuple[int, int]) -> torch.Tensor:
+        """The default anchors of an ``img_size`` input, one per output row:
+        :func:`refinedet_anchors`."""
+        return refinedet_anchors(img_size)
 
 
 def refinedet_anchors(img_size: int | tuple[int, int] = INPUT_SIZE) -> torch.Tensor:
@@ -295,18 +285,8 @@ def refinedet_anchors(img_size: int | tuple[int, int] = INPUT_SIZE) -> torch.Ten
         (N, 4) float tensor, N = sum_l ceil(H/s_l) ceil(W/s_l) A (6,375 at 320 px).
     """
     height, width = (img_size, img_size) if isinstance(img_size, int) else img_size
-    ratios = torch.tensor(ASPECT_RATIOS, dtype=torch.float64)
-    boxes = []
-    for stride, min_size in zip(STRIDES, MIN_SIZES):
-        rows, cols = math.ceil(height / stride), math.ceil(width / stride)
-        cy, cx = torch.meshgrid((torch.arange(rows, dtype=torch.float64) + 0.5) * stride,
-                                (torch.arange(cols, dtype=torch.float64) + 0.5) * stride,
-                                indexing="ij")  # (rows, cols) each
-        centres = torch.stack([cx, cy, cx, cy], dim=-1).reshape(-1, 1, 4)  # (HW, 1, 4)
-        half_w, half_h = min_size * ratios.sqrt() / 2, min_size / ratios.sqrt() / 2  # (A,)
-        half = torch.stack([-half_w, -half_h, half_w, half_h], dim=-1)  # (A, 4)
-        boxes.append((centres + half).reshape(-1, 4))  # (HW A, 4)
-    return torch.cat(boxes).float()  # (N, 4)
+    maps = [(math.ceil(height / s), math.ceil(width / s)) for s in STRIDES]
+    return prior_boxes((height, width), maps, MIN_SIZES, ASPECT_RATIOS)  # (N, 4)
 
 
 # ---- factories ---------------------------------------------------------------------------
@@ -316,3 +296,8 @@ def refinedet320_vgg16(num_classes: int = 21) -> RefineDet:
     """RefineDet320 with VGG16 (VGG16_VOC2007_320.py): 34,440,884 parameters with 21 classes
     (VOC, background included), 36,100,484 with 81 (COCO)."""
     return RefineDet(RefineDetConfig(num_classes=num_classes))
+
+
+# ---- registration: RefineDet's own loss (ARM + ODM, OHEM) and the two-step decoder -----------
+# the registered name takes K foreground classes and builds the network with K + 1
+register_refine_models([("refinedet320", refinedet320_vgg16, INPUT_SIZE)], refinedet_rules())
