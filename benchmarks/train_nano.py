@@ -37,6 +37,7 @@ RUNS = {  # model -> assignment rules worth comparing
     "yolox-cpu-nano": ("simota",),  # YOLOX-Nano's network, anchor-free
     "yolov7-tiny-nano": ("neighbours", "ota"),  # yolov7-tiny at half width, one 3x3 SPP window
     "yolov7-tiny-nano-aux": ("coarse-to-fine", "lead-guided", "independent"),  # YOLOv7 Table 6
+    "refinedet-lite-nano": ("basic", "advanced"),  # RefineDetLite §5.1 (Table 3: ablate_refinedet)
 }
 
 

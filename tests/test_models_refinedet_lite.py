@@ -50,13 +50,13 @@ def randomise_batch_norms(model: nn.Module, seed: int = 0) -> None:
 def test_parameter_and_flop_counts_as_measured():
     # our design, not the paper's (it gives none): pinned so that a change is noticed
     model = meta_model()
-    assert count_parameters(model) == 8_418_048
-    # 2 x MACs of every conv at 320 px, one image (YOLOv3-320: 38.97 GFLOPs, 12x more)
-    assert count_flops(model, 320) / 1e9 == pytest.approx(3.1606, abs=5e-5)
+    assert count_parameters(model) == 8_557_248
+    # 2 x MACs of every conv at 320 px, one image (YOLOv3-320: 38.97 GFLOPs, 11x more)
+    assert count_flops(model, 320) / 1e9 == pytest.approx(3.5746, abs=5e-5)
     with torch.device("meta"):
         nano = refinedet_lite_nano()
-    assert count_parameters(nano) == 311_958
-    assert count_flops(nano, 128) / 1e9 == pytest.approx(0.03565, abs=5e-6)
+    assert count_parameters(nano) == 325_318
+    assert count_flops(nano, 128) / 1e9 == pytest.approx(0.03983, abs=5e-6)
 
 
 def test_sources_at_320_are_the_papers():
@@ -122,7 +122,7 @@ def test_nano_trains_at_128_with_finite_gradients():
     assert model.strides == (8, 16, 32, 64)
     assert model.feature_sizes(128) == [16, 8, 4, 2]
     out = model(torch.randn(2, 3, 128, 128))
-    n = (256 + 64 + 16 + 4) * 3  # (16² + 8² + 4² + 2²) x 3 = 1020
+    n = (256 + 64 + 16 + 4) * 4  # (16² + 8² + 4² + 2²) x 4 anchors (3 ratios + max) = 1360
     assert out.arm_loc.shape == (2, n, 4) and out.arm_conf.shape == (2, n, 2)
     assert out.odm_loc.shape == (2, n, 4) and out.odm_conf.shape == (2, n, 8)
     assert len(model.priors(128)) == n
@@ -234,20 +234,20 @@ def test_input_norm_fuses_into_a_channel_affine():
 
 def test_init_bias_gives_the_prior():
     model = refinedet_lite_nano(num_classes=8)
-    k_fg, p = 7, 0.01
-    for conv in model.arm.conf:  # A = 3 anchors x [background, object]
-        bias = conv.bias.detach().view(3, 2)
-        assert bias[:, 0].tolist() == pytest.approx([math.log(0.99 / 0.01)] * 3)  # log 99
-        assert bias.softmax(-1)[:, 1].tolist() == pytest.approx([p] * 3)
+    k_fg, p, a = 7, 0.01, 4  # A = 4 anchors per location (3 ratios + the max-size square)
+    for conv in model.arm.conf:  # A anchors x [background, object]
+        bias = conv.bias.detach().view(a, 2)
+        assert bias[:, 0].tolist() == pytest.approx([math.log(0.99 / 0.01)] * a)  # log 99
+        assert bias.softmax(-1)[:, 1].tolist() == pytest.approx([p] * a)
     for conv in model.odm.conf:
-        bias = conv.bias.detach().view(3, 8)
+        bias = conv.bias.detach().view(a, 8)
         # b = log(K_fg (1 - p) / p) = log(7 * 99): e^b / (e^b + 7) = 693 / 700 = 0.99
-        assert bias[:, 0].tolist() == pytest.approx([math.log(k_fg * 99)] * 3)
+        assert bias[:, 0].tolist() == pytest.approx([math.log(k_fg * 99)] * a)
         probs = bias.softmax(-1)
-        assert probs[:, 0].tolist() == pytest.approx([1 - p] * 3)
-        torch.testing.assert_close(probs[:, 1:], torch.full((3, 7), p / k_fg))
+        assert probs[:, 0].tolist() == pytest.approx([1 - p] * a)
+        torch.testing.assert_close(probs[:, 1:], torch.full((a, 7), p / k_fg))
     for conv in (*model.arm.loc, *model.odm.loc):
-        assert torch.equal(conv.bias.detach(), torch.zeros(12))
+        assert torch.equal(conv.bias.detach(), torch.zeros(4 * a))
     # and on the first training batch the features barely move it (prediction weights are
     # N(0, 0.01^2)); train mode: the BatchNorms, InputNorm included, use the batch statistics
     torch.manual_seed(0)

@@ -41,6 +41,16 @@ def test_prior_boxes_centres_and_sizes():
     assert torch.allclose((last[0, :2] + last[0, 2:]) / 2, torch.full((2,), 320 / 6))
 
 
+def test_prior_boxes_max_size_adds_the_square_after_ratio_one():
+    # PriorBox's order per location: min size, sqrt(min max), then the other ratios
+    boxes = prior_boxes(64, [1], [10.0], [1.0, 2.0], max_sizes=[40.0])
+    sides = boxes[:, 2:] - boxes[:, :2]
+    assert torch.allclose(sides, torch.tensor([[10.0, 10.0], [20.0, 20.0],
+                                               [10 * math.sqrt(2), 10 / math.sqrt(2)]]))
+    with pytest.raises(ValueError, match="ratio 1 first"):
+        prior_boxes(64, [1], [10.0], [2.0, 1.0], max_sizes=[40.0])
+
+
 def test_halved_sizes():
     assert halved_sizes(320, 7) == [160, 80, 40, 20, 10, 5, 3]
     assert halved_sizes(128, 3) == [64, 32, 16]

@@ -57,20 +57,25 @@ def halved_sizes(size: int, halvings: int) -> list[int]:
 
 
 def prior_boxes(img_size: int | tuple[int, int], map_sizes: Sequence[int | tuple[int, int]],
-                min_sizes: Sequence[float], aspect_ratios: Sequence[float]) -> Tensor:
-    r"""Default anchors (Caffe's ``PriorBox`` without ``max_size``, not clipped), ``xyxy`` pixels.
+                min_sizes: Sequence[float], aspect_ratios: Sequence[float],
+                max_sizes: Sequence[float] | None = None) -> Tensor:
+    r"""Default anchors (Caffe's ``PriorBox``, not clipped), ``xyxy`` pixels.
 
     On level ``l`` (a map of ``h x w`` cells over an ``H x W`` image, so a step of ``H / h``
     and ``W / w`` pixels, the ``PriorBox`` default when no step is given) the cell in row
     ``i``, column ``j`` has its centre at :math:`((j + 0.5) W / w, (i + 0.5) H / h)`, and one
     anchor per aspect ratio :math:`r = w / h`: width :math:`m_l \sqrt r`, height
-    :math:`m_l / \sqrt r` for the level's minimum size :math:`m_l`.
+    :math:`m_l / \sqrt r` for the level's minimum size :math:`m_l`. With ``max_sizes`` (SSD's
+    second scale, which RefineDet's official nets leave out) a square of side
+    :math:`\sqrt{m_l M_l}` follows the ratio-1 anchor, as in ``PriorBox``.
 
     Args:
         img_size: input side, an int or ``(H, W)``.
         map_sizes: per level, the side of its map, an int or ``(h, w)``; finest first.
         min_sizes: per level, :math:`m_l` in pixels.
-        aspect_ratios: the ratios ``w / h`` of every location, in the rows' order.
+        aspect_ratios: the ratios ``w / h`` of every location, in the rows' order (the
+            first one 1 when ``max_sizes`` is given).
+        max_sizes: per level, :math:`M_l` in pixels, or ``None``.
 
     Returns:
         ``(N, 4)`` float32, ``N = sum_l h_l w_l A``, in the order of :func:`flatten_levels`.
@@ -78,15 +83,21 @@ def prior_boxes(img_size: int | tuple[int, int], map_sizes: Sequence[int | tuple
     height, width = (img_size, img_size) if isinstance(img_size, int) else img_size
     if len(map_sizes) != len(min_sizes):
         raise ValueError(f"{len(map_sizes)} maps but {len(min_sizes)} minimum sizes")
+    if max_sizes is not None and (len(max_sizes) != len(min_sizes) or aspect_ratios[0] != 1):
+        raise ValueError("max_sizes needs one size per level and aspect ratio 1 first")
     ratios = torch.tensor(aspect_ratios, dtype=torch.float64)  # (A,)
     boxes = []
-    for size, min_size in zip(map_sizes, min_sizes):
+    for level, (size, min_size) in enumerate(zip(map_sizes, min_sizes)):
         rows, cols = (size, size) if isinstance(size, int) else size
         cy, cx = torch.meshgrid((torch.arange(rows, dtype=torch.float64) + 0.5) * height / rows,
                                 (torch.arange(cols, dtype=torch.float64) + 0.5) * width / cols,
                                 indexing="ij")  # (rows, cols) each
         centres = torch.stack([cx, cy, cx, cy], dim=-1).reshape(-1, 1, 4)  # (hw, 1, 4)
         half_w, half_h = min_size * ratios.sqrt() / 2, min_size / ratios.sqrt() / 2  # (A,)
+        if max_sizes is not None:  # the square of side sqrt(m M) after the ratio-1 anchor
+            side = torch.tensor([math.sqrt(min_size * max_sizes[level]) / 2], dtype=torch.float64)
+            half_w = torch.cat([half_w[:1], side, half_w[1:]])  # (A + 1,)
+            half_h = torch.cat([half_h[:1], side, half_h[1:]])  # (A + 1,)
         half = torch.stack([-half_w, -half_h, half_w, half_h], dim=-1)  # (A, 4)
         boxes.append((centres + half).reshape(-1, 4))  # (hw A, 4)
     return torch.cat(boxes).float()  # (N, 4)

@@ -150,15 +150,6 @@ def weighted_kl_loss(logits: Tensor, soft_labels: Tensor, class_weight: Tensor |
 TASKS = ("arm_box", "arm_cls", "odm_box", "odm_cls")  # the four parts of eq. 1, in its order
 
 
-@dataclass(frozen=True)
-class FixedWeights:
-    """Eq. 1 with fixed coefficients λ (all 1 in the paper's basic configuration):
-    ``{task: loss} -> {task: λ loss}``."""
-
-    box_gain: float = 1.0
-    cls_gain: float = 1.0
-
-
 class UncertaintyWeighting(nn.Module):
     r"""Eq. 6 (Kendall et al. 2018): each part weighted by a learnable homoscedastic
     uncertainty :math:`\sigma_k^2`, trained as :math:`s_k = \log \sigma_k^2` (the paper's
@@ -252,7 +243,7 @@ class RefineDetLoss(nn.Module):
             raise ValueError(f"class_weights needs {num_classes + 1} values (background "
                              f"first), got {tuple(weights.shape)}")
         self.register_buffer("class_weights", weights, persistent=False)
-        self.fixed = FixedWeights(box_gain, cls_gain)
+        self.box_gain, self.cls_gain = box_gain, cls_gain  # the fixed λ of eq. 1
         self.uncertainty = UncertaintyWeighting() if uncertainty else None
         self.negative_ratio, self.filter_threshold = negative_ratio, filter_threshold
         self.matcher = IoUMatcher(iou_threshold)
@@ -342,7 +333,7 @@ class RefineDetLoss(nn.Module):
         if self.uncertainty is not None:
             terms = self.uncertainty(parts)
         else:
-            terms = {k: (self.fixed.box_gain if k.endswith("box") else self.fixed.cls_gain) * v
+            terms = {k: (self.box_gain if k.endswith("box") else self.cls_gain) * v
                      for k, v in parts.items()}
         loss = sum(terms.values())
         return loss, {k: v.detach() for k, v in terms.items()}
