@@ -170,3 +170,13 @@ def test_small_input_trains_with_finite_gradients():
     assert all(g is not None and torch.isfinite(g).all() for g in grads)
     assert model.norm4_3.scale.grad.abs().sum() > 0  # the L2Norm scales learn
     assert model.train().training  # raw outputs in train mode too (same dataclass)
+
+
+def test_features_are_the_arm_sources_and_the_tcb_pyramid():
+    model = meta_model()
+    sources, pyramid = model.features(torch.empty(1, 3, 320, 320, device="meta"))
+    assert [tuple(s.shape[1:]) for s in sources] == [(512, 40, 40), (512, 20, 20),
+                                                     (1024, 10, 10), (512, 5, 5)]
+    assert [tuple(p.shape[1:]) for p in pyramid] == [(256, 40, 40), (256, 20, 20),
+                                                     (256, 10, 10), (256, 5, 5)]
+    assert model.feature_sizes(320) == [40, 20, 10, 5]

@@ -14,7 +14,9 @@ from torch import nn
 
 from yolo_teach.deploy import fuse
 from yolo_teach.layers.conv import ConvBNAct
+from yolo_teach.losses.refine_assign import filtered_anchors
 from yolo_teach.models.refinedet_lite import (
+    PRIOR,
     STRIDES,
     ChannelAffine,
     InputNorm,
@@ -234,15 +236,16 @@ def test_input_norm_fuses_into_a_channel_affine():
 
 def test_init_bias_gives_the_prior():
     model = refinedet_lite_nano(num_classes=8)
-    k_fg, p, a = 7, 0.01, 4  # A = 4 anchors per location (3 ratios + the max-size square)
+    k_fg, p, a = 7, PRIOR, 4  # A = 4 anchors per location (3 ratios + the max-size square)
+    assert p == 0.25  # OHEM's 1 positive : 3 negatives
     for conv in model.arm.conf:  # A anchors x [background, object]
         bias = conv.bias.detach().view(a, 2)
-        assert bias[:, 0].tolist() == pytest.approx([math.log(0.99 / 0.01)] * a)  # log 99
+        assert bias[:, 0].tolist() == pytest.approx([math.log(0.75 / 0.25)] * a)  # log 3
         assert bias.softmax(-1)[:, 1].tolist() == pytest.approx([p] * a)
     for conv in model.odm.conf:
         bias = conv.bias.detach().view(a, 8)
-        # b = log(K_fg (1 - p) / p) = log(7 * 99): e^b / (e^b + 7) = 693 / 700 = 0.99
-        assert bias[:, 0].tolist() == pytest.approx([math.log(k_fg * 99)] * a)
+        # b = log(K_fg (1 - p) / p) = log(7 x 3) = log 21: e^b / (e^b + 7) = 21 / 28 = 0.75
+        assert bias[:, 0].tolist() == pytest.approx([math.log(21)] * a)
         probs = bias.softmax(-1)
         assert probs[:, 0].tolist() == pytest.approx([1 - p] * a)
         torch.testing.assert_close(probs[:, 1:], torch.full((a, 7), p / k_fg))
@@ -253,8 +256,14 @@ def test_init_bias_gives_the_prior():
     torch.manual_seed(0)
     with torch.no_grad():
         out = model.train()(torch.rand(2, 3, 128, 128) * 255)
-    assert out.arm_conf.softmax(-1)[..., 1].mean().item() == pytest.approx(p, rel=0.3)
-    assert out.odm_conf.softmax(-1)[..., 0].mean().item() == pytest.approx(1 - p, abs=3e-3)
+    assert out.arm_conf.softmax(-1)[..., 1].mean().item() == pytest.approx(p, rel=0.1)
+    assert out.odm_conf.softmax(-1)[..., 0].mean().item() == pytest.approx(1 - p, abs=0.02)
+    # far from negative anchor filtering's 0.99: a fresh network filters nothing
+    assert not filtered_anchors(out.arm_conf).any()
+    # any prior can be asked for: RetinaNet's 0.01
+    model.init_bias(0.01)
+    bias = model.arm.conf[0].bias.detach().view(a, 2)
+    assert bias.softmax(-1)[:, 1].tolist() == pytest.approx([0.01] * a)
 
 
 def test_fused_nano_equals_unfused_in_eval():

@@ -246,7 +246,9 @@ class RefineDet(nn.Module):
                 nn.init.uniform_(m.weight, -bound, bound)
                 nn.init.zeros_(m.bias)
 
-    def forward(self, images: torch.Tensor) -> RefineOutput:
+    def features(self, images: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """The maps the two modules read, finest first: the ARM's sources (conv4_3 and conv5_3
+        L2-normalised, fc7, conv6_2) and the ODM's TCB pyramid (P3 .. P6)."""
         height, width = images.shape[-2:]
         if height % STRIDES[-1] or width % STRIDES[-1]:
             # each TCB adds a 2x deconvolved coarser map, so every level must be exactly twice
@@ -255,14 +257,25 @@ class RefineDet(nn.Module):
                              f"got {height} x {width}")
         conv4_3, conv5_3, fc7, conv6_2 = self.backbone(images)  # strides 8, 16, 32, 64
         sources = [self.norm4_3(conv4_3), self.norm5_3(conv5_3), fc7, conv6_2]
-        arm_loc, arm_conf = self.arm(sources)  # (B, N, 4), (B, N, 2)
         pyramid: list[torch.Tensor] = []
         coarser = None
         for tcb, x in zip(reversed(self.tcb), reversed(sources)):  # P6, P5, P4, P3
             coarser = tcb(x, coarser)  # (B, 256, H/s, W/s)
             pyramid.insert(0, coarser)
+        return sources, pyramid
+
+    def forward(self, images: torch.Tensor) -> RefineOutput:
+        sources, pyramid = self.features(images)
+        arm_loc, arm_conf = self.arm(sources)  # (B, N, 4), (B, N, 2)
         odm_loc, odm_conf = self.odm(pyramid)  # (B, N, 4), (B, N, K)
         return RefineOutput(arm_loc, arm_conf, odm_loc, odm_conf)
+
+    def feature_sizes(self, img_size: int | tuple[int, int]) -> list:
+        """The side of each level's map for an ``img_size`` input (``ceil(S / stride)``), finest
+        first; ``(h, w)`` pairs for an ``(H, W)`` input."""
+        if isinstance(img_size, int):
+            return [math.ceil(img_size / s) for s in STRIDES]
+        return [(math.ceil(img_size[0] / s), math.ceil(img_size[1] / s)) for s in STRIDES]
 
     def priors(self, img_size: int | tuple[int, int]) -> torch.Tensor:
         """The default anchors of an ``img_size`` input, one per output row:

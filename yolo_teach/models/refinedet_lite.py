@@ -61,6 +61,8 @@ STRIDES = (16, 32, 64, 128)  # of SOURCES: maps 20, 10, 5, 3 at 320 px (ceil at 
 # RefineDet's ratios (1, 2, 1/2) and no max sizes.
 MIN_SIZES = (32.0, 64.0, 128.0, 256.0)
 ASPECT_RATIOS = (1.0, 2.0, 0.5)
+# p(object) at initialisation: OHEM trains on 1 positive per 3 negatives (init_bias)
+PRIOR = 0.25
 GROUPS = 2  # §3.2: "we employ maximal g = 2 ... for all group convolutions"
 STEM_HALVINGS = 2  # Stage0: the 3x3/2 conv and the 3x3/2 max-pool (§3.2: "1/4 x 1/4")
 
@@ -435,7 +437,7 @@ class RefineDetLite(nn.Module):
         self.odm = LightMultiBoxHead((width,) * levels, width, cfg.num_anchors, cfg.num_classes,
                                      cfg.groups)
         self.init_weights()
-        self.init_bias(0.01)
+        self.init_bias(PRIOR)
 
     def init_weights(self) -> None:
         """He initialisation (normal, fan_out, ReLU gain) for every conv weight, zero biases;
@@ -457,7 +459,7 @@ class RefineDetLite(nn.Module):
                 nn.init.normal_(conv.weight, std=0.01)
 
     @torch.no_grad()
-    def init_bias(self, prior: float = 0.01) -> None:
+    def init_bias(self, prior: float = PRIOR) -> None:
         r"""Start every anchor as background with probability :math:`1 - \pi`.
 
         ARM (softmax over [background, object]): background logit
@@ -466,8 +468,11 @@ class RefineDetLite(nn.Module):
         :math:`b = \log(K_{fg} (1 - \pi) / \pi)` with :math:`K_{fg} = K - 1` and foreground
         logits 0, so p(background) = :math:`e^b / (e^b + K_{fg}) = 1 - \pi` and each class
         :math:`\pi / K_{fg}`.
-        NOTE(paper): RetinaNet's prior initialisation (§4.1), adapted to a softmax; the paper
-        is silent.
+        NOTE(paper): RetinaNet's prior initialisation (§4.1), adapted to a softmax, at
+        :data:`PRIOR` = 0.25; the paper is silent (the official RefineDet starts from zero
+        biases, p = 0.5). Not RetinaNet's 0.01: that puts p(background) at 0.99, the threshold
+        of negative anchor filtering, and a quarter of the anchors of a fresh network would be
+        filtered by noise.
         """
         foreground = self.cfg.num_classes - 1  # K_fg
         for conv in self.arm.conf:
@@ -479,11 +484,16 @@ class RefineDetLite(nn.Module):
             bias[:, 0] = math.log(foreground * (1.0 - prior) / prior)
             bias[:, 1:] = 0.0
 
-    def forward(self, images: torch.Tensor) -> RefineOutput:
+    def features(self, images: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """The maps the two modules read, finest first: the ARM's sources (``cfg.sources`` of
+        the backbone) and the ODM's fused pyramid."""
         maps = self.backbone(images)  # {name: (B, C, H/2^h, W/2^h)}
         sources = [maps[name] for name in self.cfg.sources]  # finest first
+        return sources, self.fusion(sources)  # pyramid: [(B, D, H_l, W_l)], finest first
+
+    def forward(self, images: torch.Tensor) -> RefineOutput:
+        sources, pyramid = self.features(images)
         arm_loc, arm_conf = self.arm(sources)  # (B, N, 4), (B, N, 2)
-        pyramid = self.fusion(sources)  # [(B, D, H_l, W_l)], finest first
         odm_loc, odm_conf = self.odm(pyramid)  # (B, N, 4), (B, N, K)
         return RefineOutput(arm_loc, arm_conf, odm_loc, odm_conf)
 
