@@ -33,6 +33,7 @@ RUNS = {  # "model:assign" -> epochs of 2,000 shapes images
     "yolov3-nano:neighbours": 12,
     "yolov4-nano:multi": 12,
     "yolox-improved-cpu-nano:simota": 8,  # 2,000 steps; its CBAMs are read in notebook 12
+    "refinedet-lite-nano:basic": 16,  # 4,000 steps; the two-step widget of notebook 16
 }
 DATA_OPTIONS = {"yolov1-nano:single": EASY_SHAPES}  # the others: the default scenes
 

@@ -308,3 +308,11 @@ def test_registered_refinedet_basic_and_advanced():
     images = torch.rand(1, 3, 128, 128)
     out = basic.model(images)
     assert out.odm_conf.shape == (1, 1020, 4)  # 3 classes + background
+
+
+def test_the_short_run_recipe_keeps_eq1_weights_at_one():
+    from yolo_teach.experiment import short_run
+
+    for name in ("refinedet320", "refinedet-lite72", "refinedet-lite-nano"):
+        assert short_run(name)["class_gain_scale"] == 1.0
+    assert short_run("yolov3-nano")["class_gain_scale"] == 4.0  # the YOLO nanos' recipe

@@ -91,6 +91,8 @@ WIDGETS = [
             Move("image", "key", "ArrowRight"))),
     Widget("13_yolox", "prediction-explorer",
            (Move("conf", "type", "0.02"), Move("classes", "click", "square"))),
+    Widget("16_refinedet", "two-step-explorer",
+           (Move("objectness", "type", "0.2"), Move("level", "select", "stride 8 (16 x 16)"))),
 ]
 NOTEBOOKS = list(dict.fromkeys(w.notebook for w in WIDGETS))
 

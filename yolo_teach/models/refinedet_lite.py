@@ -536,9 +536,8 @@ def refinedet_lite_nano(num_classes: int = 8) -> RefineDetLite:
     source (as RefineDet's stride-8 level) because at 128 px Stage2 is only 8 x 8; one extra
     layer. Anchors of 2 strides (16 .. 128 px) plus SSD's second square (``max_sizes``), 4 per
     location: on the shapes data (boxes of 9-62 px, 5th-95th percentile) 79 % of the boxes then
-    have an anchor at IoU >= 0.5, against 50 % with RefineDet's 3 anchors of 1.5 strides, and
-    the nano reaches 0.21 mAP50 after 2,000 steps of 8 images instead of 0.16 with 3 anchors
-    of 2 strides (seed 0, ``benchmarks/train_nano.py``).
+    have an anchor at IoU >= 0.5 (4.2 positives per box), against 50 % (0.9) with RefineDet's 3
+    anchors of 1.5 strides; measured mAP in ``benchmarks/README.md``.
     """
     return RefineDetLite(RefineDetLiteConfig(
         num_classes=num_classes, c=16, stem_channels=16, blocks=(1, 2, 1),
