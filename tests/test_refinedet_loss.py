@@ -316,3 +316,16 @@ def test_the_short_run_recipe_keeps_eq1_weights_at_one():
     for name in ("refinedet320", "refinedet-lite72", "refinedet-lite-nano"):
         assert short_run(name)["class_gain_scale"] == 1.0
     assert short_run("yolov3-nano")["class_gain_scale"] == 4.0  # the YOLO nanos' recipe
+
+
+def test_two_step_models_follow_their_protocol():
+    from yolo_teach.protocols import DetectionModel, TwoStepModel
+
+    for name in ("refinedet-lite-nano", "refinedet320"):
+        with torch.device("meta"):
+            model = build_detector(name, num_classes=3, img_size=128).model
+        assert isinstance(model, TwoStepModel)
+        assert len(model.priors(128)) == sum(
+            s * s for s in model.feature_sizes(128)) * model.cfg.num_anchors
+    assert not isinstance(toy_loss(), TwoStepModel)
+    assert isinstance(build_detector("yolov3-nano", 3).model, DetectionModel)

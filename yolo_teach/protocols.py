@@ -14,7 +14,14 @@ Criterion           raw outputs + targets -> loss and its logged terms
 PhasedCriterion     a Criterion that changes for the last epochs (YOLOX's L1 phase)
 Decoder             raw outputs -> ``(B, N, 4 + 1 + K)`` rows for NMS
 Fusable             a block that can return its inference-time equivalent (Conv+BN, RepConv)
+TwoStepModel        RefineDet's family: images -> one row per default anchor, twice regressed
+PriorCoder          offsets <-> boxes relative to an anchor in pixels (SSD's coding)
+PriorMatcher        which default (or refined) anchors learn which ground truth, by IoU
 ==================  ==========================================================================
+
+The YOLO family works on grids (``BoxCoder``, ``Assigner``: cells and anchor shapes per map);
+the two-step detectors on flat lists of anchor boxes (``TwoStepModel``, ``PriorCoder``,
+``PriorMatcher``), the vocabulary of SSD and RefineDet.
 """
 
 from __future__ import annotations
@@ -119,3 +126,38 @@ class Fusable(Protocol):
     a model and replaces every Fusable block by its ``fuse()``."""
 
     def fuse(self) -> nn.Module: ...
+
+
+@runtime_checkable
+class TwoStepModel(Protocol):
+    """A two-step detector (RefineDet §3): ``images (B, 3, H, W)`` ->
+    :class:`~yolo_teach.layers.refine.RefineOutput`, one row per default anchor, in train and
+    eval mode alike. ``priors(img_size)`` gives those anchors (``(N, 4)`` xyxy pixels, in the
+    rows' order) and ``feature_sizes(img_size)`` the side of each level's map, finest first.
+    ``cfg.num_classes`` counts the background."""
+
+    strides: Sequence[int]
+
+    def __call__(self, images: Tensor): ...
+
+    def priors(self, img_size: int) -> Tensor: ...
+
+    def feature_sizes(self, img_size: int) -> list: ...
+
+
+class PriorCoder(Protocol):
+    """Offsets ``t`` relative to anchor boxes and back: ``encode(boxes, anchors) -> t`` and
+    ``decode(t, anchors) -> boxes``, all ``(..., 4)``, boxes and anchors ``xyxy`` pixels
+    (:class:`~yolo_teach.decode.SSDBoxCoder`)."""
+
+    def encode(self, boxes: Tensor, anchors: Tensor) -> Tensor: ...
+
+    def decode(self, t: Tensor, anchors: Tensor) -> Tensor: ...
+
+
+class PriorMatcher(Protocol):
+    """``(anchors (N, 4), truths (M, 4)) -> Match`` (``index``, ``iou``, ``positive``, each
+    ``(N,)``): which anchors learn which ground truth
+    (:class:`~yolo_teach.losses.refine_assign.IoUMatcher`)."""
+
+    def __call__(self, anchors: Tensor, truths: Tensor): ...
