@@ -122,7 +122,8 @@ def capture_experiment(monkeypatch) -> dict:
     def stub(model, data, **kwargs):
         seen.update(model=model, data=data, **kwargs)
         trainer = types.SimpleNamespace(fit=lambda: [], resume=lambda: None)
-        return types.SimpleNamespace(trainer=trainer, skipped_weights=None)
+        return types.SimpleNamespace(trainer=trainer, skipped_weights=None, transfer=None,
+                                     frozen=0)
 
     monkeypatch.setattr(cli, "make_experiment", stub)
     return seen
@@ -185,12 +186,16 @@ def test_train_from_weights_with_another_class_count_is_re_headed(run, tmp_path,
 
     out = tmp_path / "fine"
     assert main(["train", "--weights", str(run), "--data", str(yaml_path), "--epochs", "1",
-                 "--imgsz", "64", "--batch", "4", "--out", str(out), *QUIET]) == 0
+                 "--imgsz", "64", "--batch", "4", "--freeze", "backbone", "--out", str(out),
+                 *QUIET]) == 0
     printed = capsys.readouterr().out
-    assert "re-headed (7 -> 5 classes): skipped 6" in printed
+    assert "frozen: backbone (" in printed
+    assert "(re-headed: 7 -> 5 classes): loaded " in printed
+    assert "skipped 6 whose shapes differ" in printed
     detector, meta = load_detector(out / "last.pt")
     assert meta["class_names"] == ["a", "b", "c", "d", "e"] and detector.num_classes == 5
     assert meta["weights"] == str(run) and meta["model"] == "yolov3-nano"
+    assert meta["freeze"] == ["backbone"]
 
 
 # ----------------------------------------------------------------- errors: one line, status 2
@@ -225,7 +230,9 @@ def bad_inputs(tmp_path, run):
         (["predict", "--weights", str(run), "--source", str(tmp_path / "nope"), *QUIET],
          "--source"),
         (["train", "--weights", str(run), "--model", "yolov1-nano", *train[1:]],
-         f"{run}: holds a yolov3-nano, not a yolov1-nano"),
+         f"{run}: holds a yolov3-nano; none of its tensors fits yolov1-nano"),
+        (["train", "--weights", str(run), "--freeze", "trunk", *train[1:]],
+         "has no stage 'trunk'; its stages are ['backbone', 'neck', 'head']"),
     ]
 
 

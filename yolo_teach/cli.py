@@ -117,8 +117,12 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--data", default="shapes",
                        help="shapes, face_masks, ct_lesions, or a data.yaml path")
     train.add_argument("--weights", default=None,
-                       help="start from this checkpoint's weights (re-headed for another "
-                            "class count)")
+                       help="start from this checkpoint's weights, of the same or a related "
+                            "model (matched by name and shape; re-headed for another class "
+                            "count)")
+    train.add_argument("--freeze", nargs="+", default=None, metavar="STAGE",
+                       help="stages that get no gradients, e.g. backbone (top-level names of "
+                            "the model, or dotted paths)")
     train.add_argument("--recipe", default="default", choices=("default", "short"),
                        help="short: the short-run recipe of benchmarks/ (options given "
                             "explicitly still win)")
@@ -233,15 +237,16 @@ def train_command(args) -> dict:
     exp = make_experiment(
         model, args.data, n_train=_image_count(args.data, "train", args.n_train, "--n-train"),
         n_val=_image_count(args.data, "val", args.n_val, "--n-val"),
-        anchors=args.anchors or ("weights" if start else "kmeans"), seed=args.seed,
-        out_dir=args.out, weights=args.weights, device=device, **options)
-    if exp.skipped_weights is not None and main_process:
-        total = len(exp.detector.model.state_dict())
-        skipped = len(exp.skipped_weights)
+        anchors=args.anchors or ("weights" if start and start["meta"]["model"] == model
+                                 else "kmeans"),
+        seed=args.seed, out_dir=args.out, weights=args.weights, freeze=args.freeze,
+        device=device, **options)
+    if exp.transfer is not None and main_process:
         before, after = len(start["meta"]["class_names"]), exp.detector.num_classes
-        reheaded = f"re-headed ({before} -> {after} classes): " if before != after else ""
-        print(f"started from {args.weights}: loaded {total - skipped}/{total} tensors"
-              + (f"; {reheaded}skipped {skipped} whose shapes differ" if skipped else ""))
+        reheaded = f" (re-headed: {before} -> {after} classes)" if before != after else ""
+        print(f"started from {args.weights}{reheaded}: {exp.transfer}")
+    if exp.frozen and main_process:
+        print(f"frozen: {', '.join(args.freeze)} ({exp.frozen:,} parameters)")
     if args.resume:
         exp.trainer.resume()
     history = exp.trainer.fit()

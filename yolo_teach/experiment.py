@@ -7,9 +7,11 @@ notebook is the same run as ``yolo-teach train`` with the same arguments::
     exp.trainer.fit()
     detector, meta = load_detector(exp.trainer.out_dir / "best.pt")
 
-A run may start from another run's weights (``weights=``, "fine-tuning"): every tensor whose
-shape matches is loaded; when the class count differs, the head's output layer keeps its fresh
-initialisation ("re-headed"), and the optimizer always starts fresh.
+A run may start from another run's weights (``weights=``, "fine-tuning"), of the same model or
+of a related one: every tensor whose name and shape match is loaded
+(:func:`yolo_teach.transfer.transfer_weights`); when the class count differs, the head's output
+layer keeps its fresh initialisation ("re-headed"); ``freeze=`` stops the gradients of some
+stages; the optimizer always starts fresh.
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ from yolo_teach.detectors import Detector, build_detector
 from yolo_teach.devices import select_device
 from yolo_teach.registry import detector_names, get_spec
 from yolo_teach.train import TrainConfig, Trainer
+from yolo_teach.transfer import TransferReport, transfer_weights
+from yolo_teach.transfer import freeze as freeze_stages
 
 ANCHOR_CHOICES = ("kmeans", "official", "weights", "auto")
 
@@ -199,11 +203,8 @@ def run_weights(state: dict, use_ema: bool = True) -> dict:
 def load_matching_weights(model: torch.nn.Module, weights: dict) -> list[str]:
     """Load every tensor of ``weights`` whose name and shape match one of ``model``'s; return
     the names of ``model``'s tensors left as they were (e.g. a head built for another number of
-    classes). Float16 weights are copied into the float32 model."""
-    own = model.state_dict()
-    matching = {k: v for k, v in weights.items() if k in own and own[k].shape == v.shape}
-    model.load_state_dict(matching, strict=False)
-    return [k for k in own if k not in matching]
+    classes). :func:`yolo_teach.transfer.transfer_weights` reports more."""
+    return transfer_weights(model, weights).fresh
 
 
 def _checkpoint_anchors(meta: dict, img_size: int):
@@ -219,7 +220,9 @@ class Experiment:
     """What :func:`make_experiment` builds: call ``trainer.fit()`` to train.
 
     ``skipped_weights`` lists the model's tensors that ``weights=`` did not provide (their
-    shapes differ, e.g. the head for another class count); ``None`` without ``weights``.
+    shapes differ, e.g. the head for another class count, or the source has no such tensor);
+    ``transfer`` is the full :class:`~yolo_teach.transfer.TransferReport`; both ``None``
+    without ``weights``. ``frozen`` is the number of parameters ``freeze=`` froze.
     ``autoanchor`` is the decision of ``anchors="auto"`` (:func:`check_anchors`: best possible
     recall before and after, ``"official"`` or ``"kmeans"`` anchors), also in the run's ``meta``;
     ``None`` for the other choices and for models without anchors.
@@ -231,6 +234,8 @@ class Experiment:
     val_set: BoxDataset
     skipped_weights: list[str] | None = None
     autoanchor: dict | None = None
+    transfer: TransferReport | None = None
+    frozen: int = 0
 
     @property
     def class_names(self) -> list[str]:
@@ -244,8 +249,8 @@ def make_experiment(model: str = "yolov3-nano", data: str | Path = "shapes",
                     augment: str | bool | Augment = True, seed: int = 0,
                     out_dir: str | Path | None = None, cfg: TrainConfig | None = None,
                     loss_options: dict | None = None, class_gain_scale: float = 1.0,
-                    weights: str | Path | None = None, device: str | torch.device = "cpu",
-                    **cfg_overrides) -> Experiment:
+                    weights: str | Path | None = None, freeze: str | list[str] | None = None,
+                    device: str | torch.device = "cpu", **cfg_overrides) -> Experiment:
     """Build the detector, the datasets and the trainer of one run.
 
     Args:
@@ -277,10 +282,13 @@ def make_experiment(model: str = "yolov3-nano", data: str | Path = "shapes",
         class_gain_scale: multiplies the loss's class gain (the argument its
             ``class_gain_option`` names: ``cls_gain``, YOLOv1's ``lambda_class``) after
             ``loss_options``.
-        weights: a run's checkpoint to start from (model weights only, a fresh optimizer); it
-            must hold the same ``model``. Tensors whose shapes differ (the head, for another
-            class count) keep their initialisation and are listed in
-            :attr:`Experiment.skipped_weights`.
+        weights: a run's checkpoint to start from (model weights only, a fresh optimizer), of
+            ``model`` or of a related model (e.g. ``yolov5n`` weights for ``yolov5n-se-mish``):
+            tensors are matched by name and shape; the others (the head, for another class
+            count; layers the source lacks) keep their initialisation and are listed in
+            :attr:`Experiment.skipped_weights` and :attr:`Experiment.transfer`.
+        freeze: stages of the model (top-level names such as ``"backbone"``, or dotted paths)
+            that get no gradients (:func:`yolo_teach.transfer.freeze`); saved in ``meta``.
         device: where to train, ``"cpu"``, ``"cuda"``, ``"mps"`` or ``"auto"``
             (:func:`~yolo_teach.devices.select_device`).
     """
@@ -288,9 +296,8 @@ def make_experiment(model: str = "yolov3-nano", data: str | Path = "shapes",
         raise ValueError(f"anchors must be one of {ANCHOR_CHOICES}, got {anchors!r}")
     start = read_run(weights) if weights is not None else None
     if start is not None:
-        if start["meta"]["model"] != model:
-            raise CheckpointError(f"holds a {start['meta']['model']}, not a {model}", weights)
-        assign = assign or start["meta"].get("assign")
+        if assign is None and start["meta"].get("assign") in get_spec(model).rules:
+            assign = start["meta"]["assign"]  # the rule of the run it continues
     elif anchors == "weights":
         raise ValueError("anchors='weights' needs weights= (a checkpoint to take them from)")
     cfg = replace(cfg or TrainConfig(), seed=seed, **cfg_overrides)
@@ -300,6 +307,12 @@ def make_experiment(model: str = "yolov3-nano", data: str | Path = "shapes",
     chosen = dataset_anchors(model, train_set, img_size, seed) if anchors == "kmeans" else None
     if anchors == "weights":
         chosen = _checkpoint_anchors(start["meta"], img_size)
+        official = get_spec(model).anchors
+        chosen = None if official is None else chosen  # a model without anchors
+        if chosen is not None and \
+                [len(a) for a in chosen] != [len(m) for m in official.masks]:
+            raise CheckpointError(f"its anchors ({[len(a) for a in chosen]} per scale) do not "
+                                  f"fit {model}: use anchors='kmeans' or 'official'", weights)
     decision = None
     if anchors == "auto":
         chosen, decision = check_anchors(model, train_set, img_size, seed)
@@ -307,9 +320,10 @@ def make_experiment(model: str = "yolov3-nano", data: str | Path = "shapes",
     loss_options = dict(loss_options or {})
     detector = build_detector(model, train_set.num_classes, img_size, assign=assign,
                               anchors=chosen, **loss_options)
-    skipped = None
+    transfer = None
     if start is not None:
-        skipped = load_matching_weights(detector.model, run_weights(start))
+        transfer = transfer_weights(detector.model, weights, name=model)
+    frozen = freeze_stages(detector.model, freeze) if freeze else 0
     if class_gain_scale != 1.0:
         name = detector.criterion.class_gain_option
         loss_options[name] = getattr(detector.criterion, name) * class_gain_scale
@@ -320,6 +334,8 @@ def make_experiment(model: str = "yolov3-nano", data: str | Path = "shapes",
             "loss_options": options_to_meta(loss_options)}
     if weights is not None:
         meta["weights"] = str(weights)  # where the run started from
+    if freeze:
+        meta["freeze"] = [freeze] if isinstance(freeze, str) else list(freeze)
     if decision is not None:
         meta["autoanchor"] = dict(decision)
     trainer = Trainer(
@@ -332,7 +348,8 @@ def make_experiment(model: str = "yolov3-nano", data: str | Path = "shapes",
         cfg=cfg, out_dir=out_dir, meta=meta, device=device,
     )
     detector.model = trainer.model  # the trainer may have moved it or changed its memory format
-    return Experiment(detector, trainer, train_set, val_set, skipped, decision)
+    return Experiment(detector, trainer, train_set, val_set,
+                      transfer.fresh if transfer else None, decision, transfer, frozen)
 
 
 def export_weights(checkpoint: str | Path, path: str | Path, use_ema: bool = True,
