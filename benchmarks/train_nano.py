@@ -19,11 +19,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 
-from yolo_teach.experiment import make_experiment, short_run
-from yolo_teach.models.summary import count_parameters
-from yolo_teach.utils import setup
+from yolo_teach.leaderboard import train_row
 
 RUNS = {  # model -> assignment rules worth comparing
     "yolov1-nano": ("single",),
@@ -44,26 +41,10 @@ RUNS = {  # model -> assignment rules worth comparing
 def run(model: str, assign: str, budget: float | None = None, seed: int = 0, threads: int = 2,
         recipe: str = "short", steps: int | None = None, img_size: int = 128, **options):
     """Train one model for ``budget`` seconds or ``steps`` optimizer steps and return its
-    JSON-able summary."""
-    if (budget is None) == (steps is None):
-        raise ValueError("give a budget of seconds or of steps, not both")
-    setup(seed, threads)
-    started = time.perf_counter()
-    options = {**(short_run(model) if recipe == "short" else {}), **options}
-    exp = make_experiment(model, "shapes", assign=assign, img_size=img_size, seed=seed,
-                          epochs=10_000,
-                          time_limit=budget, max_steps=steps, val_every=0, progress=False,
-                          **options)
-    last = exp.trainer.fit()[-1]
-    return {
-        "model": model, "assign": assign, "recipe": recipe, "seed": seed, "img_size": img_size,
-        "budget": f"{steps} steps" if steps else f"{budget:g} s",
-        "params": count_parameters(exp.detector.model),
-        "train_seconds": last["train_seconds"], "iterations": last["iteration"],
-        "images_per_second": round(last["images_per_second"], 1),
-        "map_50": round(last["map_50"], 4), "map": round(last["map"], 4),
-        "wall_seconds": round(time.perf_counter() - started, 1),
-    }
+    JSON-able summary (:func:`yolo_teach.leaderboard.train_row`'s, without ``kind`` and
+    ``threads``)."""
+    row = train_row(model, assign, budget, seed, threads, recipe, steps, img_size, **options)
+    return {k: v for k, v in row.items() if k not in ("kind", "threads")}
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
