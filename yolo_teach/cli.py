@@ -4,9 +4,11 @@
     yolo-teach train   --out runs/v3 --resume           # continue after an interruption
     yolo-teach train   --model yolov3-nano --recipe short --time-limit 120 --out runs/short
     yolo-teach train   --weights runs/v3/best.pt --data my/data.yaml --epochs 10 --out runs/ft
+    yolo-teach train   --model yolov5n-se-mish --weights runs/v5n/best.pt --freeze backbone --out runs/se
     yolo-teach val     --weights runs/v3/best.pt --data shapes --device auto
     yolo-teach predict --weights runs/v3/best.pt --source images/ --out runs/v3/predict
     yolo-teach export  --weights runs/v3/best.pt --format onnx --out runs/v3/best.onnx
+    yolo-teach doctor  --data my/data.yaml --weights runs/v3/best.pt  # label mistakes, anchors, overfit check
     yolo-teach export  --weights runs/v3/best.pt --fuse   # Conv+BN folded, RepConv collapsed
     torchrun --nproc_per_node 2 -m yolo_teach.cli train --device cuda --batch 32 --out runs/ddp
 
@@ -34,6 +36,7 @@ from yolo_teach.data.loader import DetectionDataset
 from yolo_teach.data.sources import GENERATORS, load_dataset
 from yolo_teach.deploy import fuse
 from yolo_teach.devices import close_distributed, distributed, select_device
+from yolo_teach.doctor import OVERFIT_STEPS, DoctorReport, diagnose
 from yolo_teach.experiment import (
     ANCHOR_CHOICES,
     AUGMENT_PRESETS,
@@ -187,6 +190,23 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("--fuse", action="store_true",
                         help="export the fused network (yolo_teach.deploy.fuse: Conv+BN folded, "
                              "RepConv collapsed); checked against the unfused one")
+
+    doctor = command("doctor", "find the classic label mistakes of a YOLO dataset (and a "
+                     "checkpoint's)")
+    doctor.set_defaults(func=doctor_command)
+    doctor.add_argument("--data", required=True, help="a YOLO data.yaml (or dataset folder)")
+    doctor.add_argument("--weights", default=None,
+                        help="a checkpoint: sweep its confidence threshold on the val split")
+    doctor.add_argument("--out", default="runs/doctor", help="OUT/doctor.html and OUT/doctor.png")
+    doctor.add_argument("--model", default="yolov3-nano", choices=detector_names(),
+                        help="whose anchors the boxes are judged against and what the overfit "
+                             "check trains (default: yolov3-nano)")
+    doctor.add_argument("--imgsz", type=_positive_int, default=128,
+                        help="network input side the box sizes are measured at (default: 128)")
+    doctor.add_argument("--overfit-steps", type=_count, default=OVERFIT_STEPS,
+                        help=f"steps of the overfit-one-batch check, 0 skips it "
+                             f"(default: {OVERFIT_STEPS})")
+    doctor.add_argument("--seed", type=int, default=0)
     return parser
 
 
@@ -299,6 +319,23 @@ def export_command(args) -> float:
     print(f"{out}: ONNX of {detector.name}'s raw outputs; max abs diff to PyTorch "
           f"(ONNX Runtime, 2 images): {diff:.2e}")
     return diff
+
+
+def doctor_command(args) -> DoctorReport:
+    """Print the doctor's report, write OUT/doctor.html and OUT/doctor.png; exit with status 1
+    (``SystemExit``, which :func:`main` returns) when a finding is an error."""
+    if args.overfit_steps:
+        _check_imgsz(args.model, args.imgsz)
+    device = select_device(args.device)
+    setup(args.seed, args.threads)
+    report = diagnose(args.data, args.weights, args.model, args.imgsz, args.overfit_steps,
+                      args.seed, device=device)
+    print(report)
+    html, png = report.save(args.out)
+    print(f"\nwrote {html} and {png}")
+    if report.has_errors:
+        raise SystemExit(1)
+    return report
 
 
 class _NoteHandler(logging.Handler):
