@@ -20,6 +20,7 @@ from yolo_teach.metrics.ap import (
     COCO_RECALL_THRESHOLDS,
     average_precision,
 )
+from yolo_teach.metrics.bootstrap import Interval, bootstrap_map, class_table, resampled_ap
 from yolo_teach.metrics.coco import (
     COCO_STATS_KEYS,
     coco_evaluate,
@@ -35,10 +36,14 @@ __all__ = [
     "COCO_RECALL_THRESHOLDS",
     "COCO_STATS_KEYS",
     "DetectionReport",
+    "Interval",
     "average_precision",
+    "bootstrap_map",
+    "class_table",
     "coco_evaluate",
     "detection_report",
     "mean_average_precision",
     "pr_curve",
+    "resampled_ap",
     "to_coco",
 ]
