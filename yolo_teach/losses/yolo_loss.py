@@ -11,12 +11,17 @@ One class, :class:`YOLOLoss`, composed of objects rather than configured by vers
 and two normalisations: ``"sum"`` (Darknet: sum over predictions, divided by the batch size)
 and ``"mean"`` (YOLOv5: mean per term and scale, objectness weighted per scale). A family whose
 loss has another structure (YOLOv1, YOLOX, RefineDet) has its own class.
+
+For a training set whose classes are imbalanced (the face masks of seed 001: 3232 : 717 : 123
+boxes), ``class_weights`` weighs each responsible prediction's class term by the weight of its
+ground truth's class; :func:`inverse_frequency_weights` computes them from the box counts.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -68,6 +73,11 @@ class YOLOLoss:
             ``None`` for all ones.
         box_gain, obj_gain, cls_gain: the gains ``g``.
         reduction: ``"sum"`` or ``"mean"``.
+        class_weights: ``(K,)`` weights :math:`w_c`: the class term of a prediction
+            responsible for a truth of class ``c`` is multiplied by :math:`w_c` (e.g.
+            :func:`inverse_frequency_weights` of the training set's box counts); ``None``
+            (default) for the unweighted loss. A tuple of floats is saved with a run's loss
+            options.
 
     The logged terms are after gains and balance, so they add up to the loss.
     """
@@ -89,6 +99,7 @@ class YOLOLoss:
         obj_gain: float = 1.0,
         cls_gain: float = 1.0,
         reduction: str = "sum",
+        class_weights: Sequence[float] | Tensor | None = None,
     ):
         self.anchors = [torch.as_tensor(a, dtype=torch.float32).reshape(-1, 2) for a in anchors]
         self.strides = tuple(strides)
@@ -111,6 +122,8 @@ class YOLOLoss:
         self.ignore_threshold = ignore_threshold
         self.objectness_balance = tuple(objectness_balance or (1.0,) * len(self.strides))
         self.box_gain, self.obj_gain, self.cls_gain = box_gain, obj_gain, cls_gain
+        self.class_weights = None if class_weights is None else torch.as_tensor(
+            class_weights, dtype=torch.float32).reshape(-1)  # (K,)
 
     def __call__(self, outputs: Tensor | Sequence[Tensor], targets: Tensor):
         """``outputs``: the model's map(s) ``(B, A(5+K), H, W)``, finest first; ``targets``:
@@ -132,6 +145,13 @@ class YOLOLoss:
         terms = {"box": self.box_gain * box, "obj": self.obj_gain * obj, "cls": self.cls_gain * cls}
         loss = terms["box"] + terms["obj"] + terms["cls"]
         return loss, {k: v.detach() for k, v in terms.items()}
+
+    def _class_weights(self, p: Tensor) -> Tensor:
+        """``(K,)`` class weights on the device and dtype of the predictions ``p (n, 5+K)``."""
+        if len(self.class_weights) != p.shape[1] - 5:
+            raise ValueError(f"{len(self.class_weights)} class_weights for "
+                             f"{p.shape[1] - 5} classes")
+        return self.class_weights.to(p)
 
     def _reduce(self, values: Tensor, count: int) -> Tensor:
         """Sum, or mean over ``count`` elements (0 when there are none)."""
@@ -157,6 +177,8 @@ class YOLOLoss:
                                 (h * stride, w * stride), coder)
             box_term = self._reduce(self.box_loss(match), n)  # (n,) -> ()
             per_class = self.class_loss(p[:, 5:], asg.labels)  # (n,)
+            if self.class_weights is not None:
+                per_class = per_class * self._class_weights(p)[asg.labels]  # (n,)
             # YOLOv5's BCE mean runs over n x K numbers, a cross-entropy mean over n
             k = p.shape[1] - 5 if self.class_loss.per_class and self.reduction == "mean" else 1
             cls_term = self._reduce(per_class, n * k)
@@ -191,3 +213,34 @@ class YOLOLoss:
                 best = box_iou(box[b], truths).amax(1)  # (A H W,)
                 weight[b].view(-1)[best > self.ignore_threshold] = 0.0
         return weight
+
+
+def inverse_frequency_weights(counts: Sequence[int], power: float = 1.0,
+                              mean_over: str = "classes") -> tuple[float, ...]:
+    r"""Class weights from the training set's box counts :math:`n_c`, for ``class_weights``.
+
+    .. math:: w_c \propto n_c^{-p}
+
+    normalised so that their mean over the classes is 1 (``mean_over="classes"``), or their
+    mean over the training boxes, :math:`\sum_c n_c w_c / \sum_c n_c` (``"boxes"``), so that
+    the class term of the whole training set keeps its size and only its split between the
+    classes moves. ``power`` :math:`p = 1` is inverse frequency; :math:`p = 1/2` softens it (the
+    square-root rule that Mahajan et al. 2018, "Exploring the Limits of Weakly Supervised
+    Pretraining", use to re-sample rare hashtags); :math:`p = 0` gives every class 1. A class
+    without boxes counts as one box.
+
+    Darknet's ``counters_per_class`` (AlexeyAB/darknet, ``[yolo]`` layer, the framework of seed
+    001) is the same rule with :math:`p = 1`, normalised so the most frequent class gets 1: the
+    multipliers :math:`\max_k n_k / n_c`.
+    # NOTE(paper): Darknet multiplies only the true class's term of the binary cross-entropy
+    # (and, in later versions, the box term); we multiply the prediction's whole class term,
+    # as RefineDetLite's eq. 5 (seed 002) does, so that a class's weight scales its loss.
+
+    Returns plain floats (a tuple), so that the weights are saved with a run's loss options.
+    """
+    if mean_over not in ("classes", "boxes"):
+        raise ValueError(f"mean_over must be 'classes' or 'boxes', got {mean_over!r}")
+    n = np.maximum(np.asarray(counts, dtype=np.float64).reshape(-1), 1.0)  # (K,)
+    w = n ** -float(power)  # (K,)
+    w = w / (w.mean() if mean_over == "classes" else (n * w).sum() / n.sum())
+    return tuple(float(v) for v in w)
