@@ -88,9 +88,14 @@ def resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     Shapes:
         (B, C, H, W) -> (B, C, *size)
     """
-    if tuple(x.shape[-2:]) == tuple(size):
+    size = (int(size[0]), int(size[1]))  # constants, also when traced for ONNX export
+    h, w = int(x.shape[-2]), int(x.shape[-1])
+    if (h, w) == size:
         return x
-    if x.shape[-2] > size[0]:
+    if h > size[0]:
+        if h % size[0] == 0 and w % size[1] == 0:  # whole windows: the same max, exportable
+            kernel = (h // size[0], w // size[1])
+            return F.max_pool2d(x, kernel, kernel)
         return F.adaptive_max_pool2d(x, size)
     return F.interpolate(x, size=size, mode="nearest")
 
