@@ -4,20 +4,14 @@ cleans it. Kept as a script so that the prose and the code are reviewed as text.
 
 from __future__ import annotations
 
-import json
+import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from notebook_source import NotebookSource  # noqa: E402
 
-CELLS: list[tuple[str, str]] = []
-
-
-def md(text: str) -> None:
-    CELLS.append(("markdown", text.strip("\n")))
-
-
-def code(text: str) -> None:
-    CELLS.append(("code", text.strip("\n")))
+NB = NotebookSource("16_refinedet.ipynb")
+md, code = NB.md, NB.code
 
 
 md(r"""
@@ -542,22 +536,5 @@ md(r"""
 """)
 
 
-def write(path: Path = ROOT / "notebooks" / "16_refinedet.ipynb", **replace: str) -> Path:
-    """Write the notebook (no outputs), with ``{PLACEHOLDER: text}`` replacements."""
-    cells = []
-    for i, (kind, text) in enumerate(CELLS):
-        for key, value in replace.items():
-            text = text.replace(key, value)
-        cell = {"cell_type": kind, "id": f"nb16-{i:02d}", "metadata": {}, "source": text}
-        if kind == "code":
-            cell.update(execution_count=None, outputs=[])
-        cells.append(cell)
-    nb = {"cells": cells, "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
-    path.write_text(json.dumps(nb, indent=1) + "\n")
-    return path
-
-
 if __name__ == "__main__":
-    import sys
-
-    write(**dict(arg.split("=", 1) for arg in sys.argv[1:]))
+    NB.main()
