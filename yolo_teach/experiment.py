@@ -200,13 +200,6 @@ def run_weights(state: dict, use_ema: bool = True) -> dict:
     return state["ema"] if use_ema and state.get("ema") is not None else state["model"]
 
 
-def load_matching_weights(model: torch.nn.Module, weights: dict) -> list[str]:
-    """Load every tensor of ``weights`` whose name and shape match one of ``model``'s; return
-    the names of ``model``'s tensors left as they were (e.g. a head built for another number of
-    classes). :func:`yolo_teach.transfer.transfer_weights` reports more."""
-    return transfer_weights(model, weights).fresh
-
-
 def _checkpoint_anchors(meta: dict, img_size: int):
     """A run's anchors (pixels at its ``img_size``) rescaled to ``img_size``; ``None`` without."""
     if meta.get("anchors") is None:
