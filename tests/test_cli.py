@@ -276,3 +276,25 @@ def test_an_unreadable_image_in_a_folder_is_skipped_with_one_note(tmp_path, caps
     assert [name for name, _ in image_sources(str(tmp_path))] == ["ok"]
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [f"yolo-teach: note: skipping {tmp_path / 'bad.png'}: not a readable image"]
+
+
+def test_a_closed_pipe_ends_the_command_quietly():
+    # `yolo-teach ... | head -1`: the reader leaves; no BrokenPipeError traceback, status 141
+    code = (
+        "import argparse\n"
+        "from yolo_teach import cli\n"
+        "def chatty(args):\n"
+        "    for _ in range(100_000):\n"
+        "        print('x' * 80)\n"
+        "parser = argparse.ArgumentParser()\n"
+        "parser.set_defaults(func=chatty)\n"
+        "cli._parser = lambda: parser\n"
+        "raise SystemExit(cli.main([]))\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    assert proc.stdout.read(81) == b"x" * 80 + b"\n"
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 141, err
+    assert "Traceback" not in err and "BrokenPipe" not in err

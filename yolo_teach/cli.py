@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import traceback
 from pathlib import Path
@@ -358,6 +359,9 @@ def main(argv: list[str] | None = None) -> int:
         return done.code if isinstance(done.code, int) else 0
     except UserError as err:
         return _fail(str(err), argv)
+    except BrokenPipeError:  # the reader went away (`yolo-teach models | head`): stop quietly
+        _silence_stdout()
+        return 141  # 128 + SIGPIPE, what a shell tool killed by the closed pipe returns
     except OSError as err:  # a file the user named cannot be opened or written
         if err.filename is None:
             raise  # not about a file: keep the traceback
@@ -365,6 +369,16 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         close_distributed()
     return 0
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so that flushing it at exit raises no second BrokenPipeError
+    (the recipe of Python's documentation, "Note on SIGPIPE")."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # stdout without a file descriptor
+        pass
 
 
 def _fail(message: str, argv: list[str]) -> int:
