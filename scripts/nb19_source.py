@@ -83,9 +83,9 @@ for name in NANOS:
 md(r"""
 ## 2. The rows
 
-`benchmarks/leaderboard.py` trains the 14 × 3 runs (about 90 minutes on two cores, one run at a
-time) and appends one JSON line per finished run, so an interrupted leaderboard resumes where it
-stopped. A second pass times every network on a quiet machine: a training step of 8 images on
+`benchmarks/leaderboard.py` trains every nano with three seeds (about 100 minutes on two
+cores, one run at a time) and appends one JSON line per finished run, so an interrupted
+leaderboard resumes where it stopped. A second pass times every network on a quiet machine: a training step of 8 images on
 two threads, and one image's latency on **one thread** in PyTorch (as trained), in PyTorch
 with Conv+BN folded, and in ONNX Runtime. We load the lines the package ships.
 """)
@@ -153,7 +153,7 @@ md(r"""
 ## 4. Three costs that are not the same number
 
 Parameters decide the size of the weights file; FLOPs count the arithmetic; latency is what a
-user waits. The three plots below put the same 14 networks on each pair.
+user waits. The three plots below put the same networks on each pair.
 """)
 
 code(r"""
@@ -176,7 +176,7 @@ for ax, (x, y, xl, yl) in zip(axes, [
 plt.tight_layout()
 plt.show()
 r = np.corrcoef(gflops, torch_ms)[0, 1]
-print(f"correlation of GFLOPs and PyTorch latency over the 14 networks: {r:.2f}")
+print(f"correlation of GFLOPs and PyTorch latency over the {len(done)} networks: {r:.2f}")
 print(f"ONNX Runtime is {np.median(torch_ms / ort_ms):.1f}x faster than eager PyTorch "
       f"(median over the networks)")
 """)

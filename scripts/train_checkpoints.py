@@ -6,7 +6,7 @@ run's settings and history, a few MB each). Runs use the short-run recipe
 (``yolo_teach.experiment.short_run``) and are fixed in epochs, not seconds, so the files are
 reproducible for a given seed and thread count::
 
-    python scripts/train_checkpoints.py                         # every run below (~15 min)
+    python scripts/train_checkpoints.py                         # every run below (~30 min)
     python scripts/train_checkpoints.py --runs yolov3-nano:neighbours --epochs 20
 
 YOLOv1 trains on the easy shapes (``yolo_teach.data.EASY_SHAPES``): on the default scenes its
@@ -34,8 +34,13 @@ RUNS = {  # "model:assign" -> epochs of 2,000 shapes images
     "yolov4-nano:multi": 12,
     "yolox-improved-cpu-nano:simota": 8,  # 2,000 steps; its CBAMs are read in notebook 12
     "refinedet-lite-nano:basic": 16,  # 4,000 steps; the two-step widget of notebook 16
+    "yolov5-cpu-nano:neighbours": 8,  # 2,000 steps at 256 px; the pretrained start of nb 17
 }
 DATA_OPTIONS = {"yolov1-nano:single": EASY_SHAPES}  # the others: the default scenes
+# Network input other than the shapes' 128 px: the CT phantoms of notebook 17 are read at 256 px
+IMG_SIZES = {"yolov5-cpu-nano:neighbours": 256}
+# File names other than "<model>-<assign>": notebook 17's start is named by what it learnt from
+FILE_NAMES = {"yolov5-cpu-nano:neighbours": "yolov5-cpu-nano-shapes"}
 
 
 def train_one(run: str, epochs: int, out: Path, seed: int = 0, threads: int = 2) -> Path:
@@ -45,14 +50,16 @@ def train_one(run: str, epochs: int, out: Path, seed: int = 0, threads: int = 2)
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         data_options = DATA_OPTIONS.get(run)
+        img_size = IMG_SIZES.get(run, 128)
         exp = make_experiment(model, "shapes", assign=assign, seed=seed, epochs=epochs,
-                              data_options=data_options, out_dir=tmp,
+                              data_options=data_options, img_size=img_size, out_dir=tmp,
                               val_every=max(epochs // 10, 1), **short_run(model))
         history = exp.trainer.fit()
-        path = export_weights(Path(tmp) / "best.pt", out / f"{model}-{assign}.pt",
+        name = FILE_NAMES.get(run, f"{model}-{assign}")
+        path = export_weights(Path(tmp) / "best.pt", out / f"{name}.pt",
                               made_by="scripts/train_checkpoints.py", epochs=epochs,
                               seed=seed, threads=threads, recipe=short_run(model),
-                              data_options=data_options)
+                              data_options=data_options, img_size=img_size)
     best = max((row.get("map_50", 0.0) for row in history), default=0.0)
     print(f"{run}: {epochs} epochs in {time.perf_counter() - started:.0f} s, best mAP50 "
           f"{best:.3f} -> {path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}")

@@ -156,3 +156,34 @@ def test_yolov5n_trains_two_steps_at_128px(tmp_path):
     history = exp.trainer.fit()
     assert history[-1]["iteration"] == 2
     assert math.isfinite(history[-1]["train_loss"])
+
+
+def test_registered_cpu_nano_se_and_mish_variants_cost():
+    names = ("yolov5-cpu-nano", "yolov5-cpu-nano-se", "yolov5-cpu-nano-se-mish")
+    with torch.device("meta"):
+        plain, with_se, with_both = (build_detector(n, 6).model for n in names)
+        # n widths of the backbone's C3s, strides 4-32: 32, 64, 128, 256
+        blocks = [SE(c, 16) for c in (32, 64, 128, 256)]
+    # an SE block costs 2 C (C/16) + C/16 + C: 32 -> 2*32*2+2+32 = 162, ..., 256 -> 8,464
+    added = sum(count_parameters(b) for b in blocks)
+    assert added == 162 + 580 + 2_184 + 8_464
+    assert count_parameters(with_se) - count_parameters(plain) == added
+    assert count_parameters(with_both) == count_parameters(with_se)  # Mish has no weights
+    assert not any(isinstance(m, nn.SiLU) for m in with_both.modules())
+    assert any(isinstance(m, Mish) for m in with_both.neck.modules())
+
+
+def test_transfer_from_the_baseline_loads_all_but_the_se_tensors():
+    from yolo_teach.transfer import transfer_weights
+
+    torch.manual_seed(0)
+    source = build_detector("yolov5-cpu-nano", 6, 256).model.state_dict()
+    target = build_detector("yolov5-cpu-nano-se-mish", 6, 256).model
+    report = transfer_weights(target, source)
+    se_names = {name for name, m in target.named_modules() if isinstance(m, SE)}
+    assert report.new and all(key.rsplit(".", 3)[0] in se_names for key in report.new)
+    assert len(report.new) == 4 * 4  # four SE blocks, two convs with weight and bias
+    assert not report.skipped and not report.unused
+    assert len(report.loaded) == len(source)
+    state = target.state_dict()
+    assert all(torch.equal(state[k], source[k]) for k in report.loaded)

@@ -35,7 +35,8 @@ from yolo_teach.utils import setup
 # Every nano of the zoo, in the order the course builds them.
 NANOS = (
     "yolov1-nano", "yolov2-nano", "yolov3-nano", "yolov4-nano", "yolov4-nano-mish",
-    "yolov4-tiny-nano", "yolov5n", "yolov5n-se-mish", "yolov5-cpu-nano", "yolox-cpu-nano",
+    "yolov4-tiny-nano", "yolov5n", "yolov5n-se-mish", "yolov5-cpu-nano", "yolov5-cpu-nano-se",
+    "yolov5-cpu-nano-se-mish", "yolox-cpu-nano",
     "yolox-improved-cpu-nano", "yolov7-tiny-nano", "yolov7-tiny-nano-aux", "refinedet-lite-nano",
 )
 IMG_SIZE = 128  # the shapes scenes' side

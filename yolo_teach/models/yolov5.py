@@ -257,7 +257,7 @@ class YOLOv5CPUNano(nn.Module):
 CPU_NANO_INPUT_SIZE = 128
 
 
-def yolov5_cpu_nano(num_classes: int = 80) -> YOLOv5CPUNano:
+def yolov5_cpu_nano(num_classes: int = 80, **options) -> YOLOv5CPUNano:
     """YOLOv5n for 128 px on a laptop CPU: no SPPF pooling, YOLOv3's 3x3 head (3.33 M params
     with 3 classes; :class:`YOLOv5CPUNano`).
 
@@ -275,7 +275,18 @@ def yolov5_cpu_nano(num_classes: int = 80) -> YOLOv5CPUNano:
     Cost: 1.9 x ``yolov5n``'s parameters (the doubled 3x3 convs of the head) and about 1.3 x its
     time per training step (178 against 135 ms, batch 8, 2 threads, a shared machine).
     """
-    return YOLOv5CPUNano(YOLOv5Config(num_classes, depth_multiple=0.33, width_multiple=0.25))
+    return YOLOv5CPUNano(YOLOv5Config(num_classes, depth_multiple=0.33, width_multiple=0.25,
+                                      **options))
+
+
+def yolov5_cpu_nano_se(num_classes: int = 80) -> YOLOv5CPUNano:
+    """The CPU nano with SE blocks in the backbone (the CT-lesion study's "+ SEBlock")."""
+    return yolov5_cpu_nano(num_classes, se=True)
+
+
+def yolov5_cpu_nano_se_mish(num_classes: int = 80) -> YOLOv5CPUNano:
+    """The CPU nano with SE blocks in the backbone and Mish for SiLU (CT-lesion study)."""
+    return yolov5_cpu_nano(num_classes, activation=Mish, se=True)
 
 
 # Registration: official P5 anchors, the three rules of an anchor model, YOLOv5's by default.
@@ -285,5 +296,9 @@ register_anchor_models(
      ("yolov5x", yolov5x, INPUT_SIZE), ("yolov5n-se-mish", yolov5n_se_mish, INPUT_SIZE)],
     ANCHORS, darknet_rules(), default_rule="neighbours",
 )
-register_anchor_models([("yolov5-cpu-nano", yolov5_cpu_nano, CPU_NANO_INPUT_SIZE)], ANCHORS,
-                       darknet_rules(), default_rule="neighbours", short_run={"lr": 0.003})
+register_anchor_models(
+    [("yolov5-cpu-nano", yolov5_cpu_nano, CPU_NANO_INPUT_SIZE),
+     ("yolov5-cpu-nano-se", yolov5_cpu_nano_se, CPU_NANO_INPUT_SIZE),
+     ("yolov5-cpu-nano-se-mish", yolov5_cpu_nano_se_mish, CPU_NANO_INPUT_SIZE)],
+    ANCHORS, darknet_rules(), default_rule="neighbours", short_run={"lr": 0.003},
+)
