@@ -525,8 +525,9 @@ md(r"""
 
 * `yolo_teach/models/refinedet.py`: RefineDet320 (VGG16, L2Norm, TCB, the multibox heads,
   `features`, `priors`).
-* `yolo_teach/models/refinedet_lite.py`: Res2NetLite (`InputNorm`, `DownsampleBottleneck`,
-  `Res2Block`), `LightHead`, the light feature fusion, the nano.
+* `yolo_teach/models/refinedet_lite.py`: Res2NetLite, `LightHead`, the light feature fusion,
+  the nano; its blocks (`InputNorm`, `DownsampleBottleneck`, `Res2Block`) in
+  `yolo_teach/layers/res2net.py`.
 * `yolo_teach/layers/refine.py`: `RefineOutput`, `prior_boxes` (Caffe's PriorBox),
   `flatten_levels`.
 * `yolo_teach/losses/refine_assign.py` (matching, OHEM, filtering) and
