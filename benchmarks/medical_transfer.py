@@ -37,7 +37,7 @@ from yolo_teach.experiment import make_experiment, short_run
 from yolo_teach.metrics import class_table, mean_average_precision, resampled_ap
 from yolo_teach.metrics.report import detection_report
 from yolo_teach.models.summary import count_parameters
-from yolo_teach.results import read_jsonl, summarize
+from yolo_teach.results import append_jsonl, read_jsonl, summarize
 from yolo_teach.utils import setup
 
 BASE = "yolov5-cpu-nano"
@@ -131,13 +131,13 @@ def finished(path: Path) -> set[tuple]:
 def markdown(rows: list[dict]) -> str:
     """benchmarks/README.md's tables from the rows: the learning curve, Table 1 and Table 2."""
     curve = [r for r in rows if r["experiment"] == "curve"]
-    lines = ["| n_train | start | mAP50 per seed | mAP50 mean ± s | mAP50-95 mean | P | R | "
+    lines = ["| n_train | start | mAP50 per seed (seed order) | mAP50 mean ± s | mAP50-95 mean | P | R | "
              "train s/run |", "| ---: | --- | --- | --- | ---: | ---: | ---: | ---: |"]
     for g in summarize(sorted(curve, key=lambda r: (r["n_train"], r["start"] != "pretrained",
                                                     r["seed"])),
                        by=("n_train", "start"), metrics=("map_50", "map", "P", "R",
                                                           "train_seconds")):
-        seeds = " / ".join(f"{r['map_50']:.3f}" for r in curve
+        seeds = " / ".join(f"{r['map_50']:.3f}" for r in sorted(curve, key=lambda r: r["seed"])
                            if (r["n_train"], r["start"]) == (g["n_train"], g["start"]))
         lines.append(f"| {g['n_train']} | {g['start']} | {seeds} | {g['map_50']:.3f} ± "
                      f"{g['map_50_std']:.3f} | {g['map']:.3f} | {g['P']:.3f} | {g['R']:.3f} | "
@@ -188,10 +188,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
                         args.threads, args.weights)}
         record["wall_seconds"] = round(time.perf_counter() - started, 1)
         records.append(record)
-        line = json.dumps(record)
-        print(line, flush=True)
-        with args.out.open("a") as f:
-            f.write(line + "\n")
+        print(json.dumps(record), flush=True)
+        append_jsonl(args.out, record)
     if not records:
         print(f"nothing to do: every run is in {args.out}")
     return records

@@ -30,6 +30,7 @@ from statistics import mean, median, stdev
 from yolo_teach.experiment import make_experiment, short_run
 from yolo_teach.models.summary import count_flops, count_parameters
 from yolo_teach.registry import get_spec
+from yolo_teach.results import append_jsonl
 from yolo_teach.utils import setup
 
 # Every nano of the zoo, in the order the course builds them.
@@ -126,13 +127,7 @@ def read_rows(path: str | Path) -> list[dict]:
     return rows
 
 
-def append_row(path: str | Path, row: dict) -> None:
-    """Append one row and flush it to disk (a crash loses at most the run in progress)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a") as f:
-        f.write(json.dumps(row) + "\n")
-        f.flush()
+append_row = append_jsonl  # one row of a leaderboard file (yolo_teach.results)
 
 
 def _spread(values: list[float]) -> float:

@@ -16,6 +16,16 @@ from collections.abc import Sequence
 from pathlib import Path
 
 
+def append_jsonl(path: str | Path, row: dict) -> None:
+    """Append ``row`` as one JSON line and flush it to disk (a crash loses at most the run in
+    progress); the folder is made if missing. The resumable benchmarks write with it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as f:
+        f.write(json.dumps(row) + "\n")
+        f.flush()
+
+
 def read_jsonl(path: str | Path) -> list[dict]:
     """Every JSON object of a file with one per line (blank lines skipped).
 
