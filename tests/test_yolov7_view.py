@@ -1,6 +1,7 @@
-"""YOLOv7's pictures (viz.yolov7_view): the ELAN layout is the forward's concatenation, the
-kernels drawn add up to RepConv's fused kernel, the lead/aux steps are the loss's own labels,
-and the reachable IoU of a bounded coder is checked by hand and by brute force."""
+"""YOLOv7's pictures (viz.elan_view, viz.yolov7_view): the ELAN layout is the forward's
+concatenation, the kernels drawn add up to RepConv's fused kernel, the lead/aux steps are the
+loss's own labels, and the reachable IoU of a bounded coder is checked by hand and by brute
+force."""
 
 import matplotlib
 
@@ -16,14 +17,12 @@ from yolo_teach.layers.elan import EELAN, ELAN  # noqa: E402
 from yolo_teach.layers.rep import RepConv, fold_branch, identity_conv, pad_1x1_to_3x3  # noqa: E402
 from yolo_teach.losses.yolov7_loss import LeadAuxLoss  # noqa: E402
 from yolo_teach.models.yolov7 import yolov7, yolov7_tiny, yolov7x  # noqa: E402
+from yolo_teach.viz import yolov7_view  # noqa: E402
+from yolo_teach.viz.elan_view import ELANLayout, draw_elan, draw_kernel_sum, elan_layout  # noqa: E402
 from yolo_teach.viz.yolov7_view import (  # noqa: E402
-    ELANLayout,
     assign_lead_aux,
-    draw_elan,
-    draw_kernel_sum,
     draw_lead_aux_cells,
     draw_ota_dynamic_k,
-    elan_layout,
     lead_aux_handles,
     ota_candidate_costs,
     reachable_iou,
@@ -259,3 +258,10 @@ def test_reachable_iou_is_at_least_a_brute_force_search():
         inter = ix * iy
         brute = (inter / (32 * 18 + W * H - inter)).max()
         assert best >= brute - 1e-9 and best <= 1.0
+
+
+def test_elan_pictures_are_still_importable_from_yolov7_view():
+    """Notebook 14 imports the ELAN and RepConv pictures from viz.yolov7_view (their old home)."""
+    assert yolov7_view.draw_elan is draw_elan
+    assert yolov7_view.draw_kernel_sum is draw_kernel_sum
+    assert yolov7_view.elan_layout is elan_layout
