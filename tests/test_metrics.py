@@ -12,6 +12,7 @@ from yolo_teach.metrics import (
     mean_average_precision,
     pr_curve,
 )
+from yolo_teach.metrics.coco import map_by_area
 from yolo_teach.metrics.matching import pairwise_iou
 from yolo_teach.metrics.simulate import random_scene_set
 
@@ -94,6 +95,53 @@ def test_map_equals_pycocotools_on_random_scene_sets(seed):
     ref = coco_evaluate(preds, targets)
     for key in COCO_STATS_KEYS:
         assert ours[key] == pytest.approx(ref[key], abs=1e-4), key
+
+
+
+def _cocoeval_by_area(preds, targets, ranges):
+    """pycocotools' COCOeval with ``params.areaRng`` set to ``ranges``: AP and AP50 per range."""
+    import contextlib
+    import io
+
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    from yolo_teach.metrics.coco import to_coco
+
+    dataset, results = to_coco(preds, targets)
+    with contextlib.redirect_stdout(io.StringIO()):
+        gt = COCO()
+        gt.dataset = dataset
+        gt.createIndex()
+        evaluator = COCOeval(gt, gt.loadRes(results), iouType="bbox")
+        evaluator.params.areaRng = [list(r) for r in ranges.values()]
+        evaluator.params.areaRngLbl = list(ranges)
+        evaluator.evaluate()
+        evaluator.accumulate()
+    out = {}
+    for a, name in enumerate(ranges):
+        p = evaluator.eval["precision"][:, :, :, a, -1]  # (T, R, K) at 100 detections
+        p50 = p[0][p[0] > -1]
+        out[name] = (p[p > -1].mean() if (p > -1).any() else -1.0,
+                     p50.mean() if p50.size else -1.0)
+    return out
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_map_by_area_equals_pycocotools_with_the_same_area_ranges(seed):
+    rng = np.random.default_rng(100 + seed)
+    preds, targets = random_scene_set(rng, int(rng.integers(60, 301)), int(rng.integers(1, 8)))
+    ranges = {"all": (0, 1e10), "lt16": (0, 16**2), "16-48": (16**2, 48**2),
+              "gt48": (48**2, 1e10), "empty": (1e9, 1e10)}
+    ours = map_by_area(preds, targets, ranges)
+    ref = _cocoeval_by_area(preds, targets, ranges)
+    for name in ranges:
+        assert ours[name]["map"] == pytest.approx(ref[name][0], abs=1e-6), name
+        assert ours[name]["map_50"] == pytest.approx(ref[name][1], abs=1e-6), name
+    assert ours["all"]["map"] == pytest.approx(mean_average_precision(preds, targets)["map"])
+    assert ours["empty"] == {"map": -1.0, "map_50": -1.0, "num_gt": 0}
+    sides = [np.sqrt(np.prod(t["boxes"][:, 2:] - t["boxes"][:, :2], axis=1)) for t in targets]
+    assert ours["lt16"]["num_gt"] == sum(int((s <= 16).sum()) for s in sides)
 
 
 def test_map_accepts_torch_tensors_and_reports_per_class():

@@ -24,6 +24,7 @@ from yolo_teach.metrics.bootstrap import Interval, bootstrap_map, class_table, r
 from yolo_teach.metrics.coco import (
     COCO_STATS_KEYS,
     coco_evaluate,
+    map_by_area,
     mean_average_precision,
     to_coco,
 )
@@ -42,6 +43,7 @@ __all__ = [
     "class_table",
     "coco_evaluate",
     "detection_report",
+    "map_by_area",
     "mean_average_precision",
     "pr_curve",
     "resampled_ap",

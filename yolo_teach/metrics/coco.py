@@ -64,6 +64,26 @@ def mean_average_precision(preds: list[dict], targets: list[dict]) -> dict:
     }
 
 
+
+def map_by_area(preds: list[dict], targets: list[dict],
+                area_ranges: dict[str, tuple[float, float]]) -> dict[str, dict[str, float]]:
+    """COCO mAP (IoU .50:.95) and mAP50 of each area range alone (box area in pixels²).
+
+    COCOeval's rule for its ``small``/``medium``/``large`` rows, with any ranges
+    (``params.areaRng``): ground truths outside the range are ignored, and so are the detections
+    matched to them and the unmatched detections outside it; 100 detections per image. Returns
+    ``{name: {"map", "map_50", "num_gt"}}`` (-1 where the range holds no ground truth).
+    """
+    areas = list(area_ranges.values())
+    per_class = match_images(preds, targets, COCO_IOU_THRESHOLDS, areas, max(COCO_MAX_DETS))
+    t50 = int(np.argmin(np.abs(COCO_IOU_THRESHOLDS - 0.5)))
+    precision = np.stack([accumulate(res, max(COCO_MAX_DETS))[0] for res in per_class.values()]) \
+        if per_class else -np.ones((0, len(areas), len(COCO_IOU_THRESHOLDS), 1))  # (K, A, T, R)
+    num_gt = sum((res.num_regular_gt for res in per_class.values()), np.zeros(len(areas), int))
+    return {name: {"map": _mean_valid(precision[:, a]), "map_50": _mean_valid(precision[:, a, t50]),
+                   "num_gt": int(num_gt[a])}
+            for a, name in enumerate(area_ranges)}
+
 # --------------------------------------------------------------------------- the official evaluator
 COCO_STATS_KEYS = ("map", "map_50", "map_75", "map_small", "map_medium", "map_large",
                    "mar_1", "mar_10", "mar_100", "mar_small", "mar_medium", "mar_large")
