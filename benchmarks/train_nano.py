@@ -63,6 +63,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
                              "input upsamples them (more feature-map cells per object)")
     parser.add_argument("--loss-options", type=json.loads, default=None,
                         help='arguments of the loss to override, as JSON, e.g. \'{"topk": 20}\'')
+    parser.add_argument("--options", type=json.loads, default=None,
+                        help="make_experiment arguments to override, as JSON, e.g. "
+                             "'{\"lr\": 0.01}' (recorded in each row)")
     parser.add_argument("--recipe", default="short", choices=("short", "default"),
                         help="short: yolo_teach.experiment.short_run(model) (light augmentation, "
                              "batch 8, lr 0.005 (YOLOv1: 0.0005), 4x class gain, EMA 0.995); "
@@ -78,6 +81,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
             for budget in budgets:
                 for seed in args.seeds:
                     extra = {"loss_options": args.loss_options} if args.loss_options else {}
+                    extra.update(args.options or {})
                     result = run(model, assign, seed=seed, threads=args.threads,
                                  recipe=args.recipe, img_size=args.img_size, **budget, **extra)
                     result.update(extra)

@@ -117,3 +117,25 @@ def test_final_phase_off_by_default():
     from yolo_teach.train import TrainConfig
 
     assert TrainConfig().final_phase == 0.0
+
+
+def test_topk_sets_how_many_ious_make_dynamic_k(monkeypatch):
+    import yolo_teach.losses.yolox_loss as module
+
+    seen, real = [], module.simota_assign
+
+    def spy(*args, **kwargs):
+        res = real(*args, **kwargs)
+        seen.append(int(res.dynamic_k[0]))
+        return res
+
+    monkeypatch.setattr(module, "simota_assign", spy)
+    box = [16.0, 16.0, 48.0, 48.0]
+    points, _ = anchor_points(SIZES, STRIDES)
+    inside = [p for p in range(64) if all(16 < v < 48 for v in points[p].tolist())]
+    assert len(inside) == 16  # 16 stride-8 points, each predicting the box (IoU 1)
+    maps = outputs_with({p: (box, 1) for p in inside})
+    for topk in (2, 10):
+        YOLOXLoss(STRIDES, K, topk=topk)(maps, torch.tensor([[0.0, 1, *box]]))
+    assert seen[0] in (1, 2) and seen[1] in (9, 10)  # the sum of the top-k IoUs, about k
+    assert YOLOXLoss(STRIDES, K).topk == 10  # the official n_candidate_k

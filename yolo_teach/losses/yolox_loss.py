@@ -36,18 +36,19 @@ class YOLOXLoss:
         use_l1: add the L1 loss on the raw offsets (official: the last 15 epochs, with Mosaic off).
         cls_gain: weight of the class term (1.0 officially; recipes may scale it).
         radius: SimOTA's centre radius in strides.
+        topk: how many of the largest IoUs make a ground truth's dynamic k (official 10).
     """
 
     class_gain_option = "cls_gain"
 
     def __init__(self, strides: Sequence[int], num_classes: int, reg_weight: float = 5.0,
                  box_loss: str = "iou", use_l1: bool = False, cls_gain: float = 1.0,
-                 radius: float = 2.5):
+                 radius: float = 2.5, topk: int = 10):
         if box_loss not in ("iou", "ciou"):
             raise ValueError(f"box_loss must be 'iou' or 'ciou', got {box_loss!r}")
         self.strides, self.num_classes = tuple(strides), num_classes
         self.reg_weight, self.box_loss, self.use_l1 = reg_weight, box_loss, use_l1
-        self.cls_gain, self.radius = cls_gain, radius
+        self.cls_gain, self.radius, self.topk = cls_gain, radius, topk
 
     def final_phase(self) -> None:
         """Called by the trainer for the last epochs (``TrainConfig.final_phase``): the L1 term
@@ -75,7 +76,8 @@ class YOLOXLoss:
             with torch.no_grad():
                 scores = flat[b, :, 5:].sigmoid() * flat[b, :, 4:5].sigmoid()  # (P, K)
                 res = simota_assign(gt[:, 2:6], gt[:, 1].long(), points, strides,
-                                    boxes[b].detach(), scores, self.radius)
+                                    boxes[b].detach(), scores, self.radius,
+                                    topk=self.topk)
             pos = res.positive  # (P,)
             if not pos.any():
                 continue
