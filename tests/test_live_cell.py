@@ -1,21 +1,14 @@
 """benchmarks/live_cell.py (the live cells' short runs): one row per seed, overrides and a
 starting checkpoint recorded as given."""
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "live_cell.py"
-
 
 @pytest.fixture(scope="module")
-def bench():
-    spec = importlib.util.spec_from_file_location("live_cell", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def bench(benchmark_script):
+    return benchmark_script("live_cell")
 
 
 def test_one_row_per_seed_with_the_overrides(bench, capsys):

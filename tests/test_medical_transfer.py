@@ -1,23 +1,16 @@
 """benchmarks/medical_transfer.py (notebook 17): the plan of runs, resuming, one tiny run."""
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 import torch
 
 from yolo_teach.detectors import build_detector
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "medical_transfer.py"
-
 
 @pytest.fixture(scope="module")
-def bench():
-    spec = importlib.util.spec_from_file_location("medical_transfer", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def bench(benchmark_script):
+    return benchmark_script("medical_transfer")
 
 
 def test_plan_runs_the_first_seed_then_table1_then_the_other_seeds(bench):
