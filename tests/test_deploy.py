@@ -7,10 +7,8 @@ fused on the meta device, where the parameter count and the output shapes are ch
 allocating a weight.
 """
 
-import importlib.util
 import json
 from functools import cache
-from pathlib import Path
 
 import pytest
 import torch
@@ -27,7 +25,6 @@ from yolo_teach.registry import detector_names, get_spec
 SMALL = 6_500_000  # parameters: the nanos and tiny models (yolov7-tiny: 6.23 M), quick on a CPU
 TOLERANCE = 1e-4  # of the output's scale, max |a - b| / max |a|
 ONNX_MODELS = ["yolov7-tiny", "yolov5n", "yolov4-tiny", "yolox-nano"]  # skipped if unregistered
-BENCHMARK = Path(__file__).resolve().parents[1] / "benchmarks" / "latency.py"
 
 
 @pytest.fixture(autouse=True)
@@ -246,12 +243,10 @@ def test_compare_latency_interleaves_the_calls_after_the_warmup():
         compare_latency({"a": lambda: None}, repeats=0)
 
 
-def test_latency_benchmark_smoke(tmp_path):
+def test_latency_benchmark_smoke(tmp_path, benchmark_script):
     pytest.importorskip("onnxruntime")
     pytest.importorskip("onnx")
-    spec = importlib.util.spec_from_file_location("latency_benchmark", BENCHMARK)
-    latency = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(latency)
+    latency = benchmark_script("latency")
     out = tmp_path / "latency.jsonl"
     records = latency.main(["--models", "yolov5n", "--sizes", "64", "--threads", "1",
                             "--repeats", "2", "--warmup", "0", "--out", str(out)])
