@@ -32,9 +32,7 @@ def live_run(model: str, steps: int, seed: int = 0, threads: int = 1,
              weights: str | None = None, **options) -> dict:
     """Train ``model`` for ``steps`` steps of the live cells' data and recipe; its JSON row."""
     setup(seed, threads)
-    start = None
-    if weights is not None:  # a file name of the shipped weights, or a path
-        start = Path(weights) if Path(weights).exists() else paths.weights(weights)
+    start = paths.weights_file(weights) if weights is not None else None
     exp = make_experiment(model, "shapes", n_train=400, n_val=100, epochs=1000, max_steps=steps,
                           val_every=0, seed=seed, data_options=ONE_SHAPE, progress=False,
                           weights=start, **{**short_run(model), **options})

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
 import numpy as np
 
@@ -81,7 +80,7 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     setup(args.seed, args.threads)
     if args.weights:
-        path = Path(args.weights) if Path(args.weights).exists() else paths.weights(args.weights)
+        path = paths.weights_file(args.weights)
         detector, meta = load_detector(path)
         source = load_dataset("shapes", args.split, n=200, seed=args.seed)
         data = DetectionDataset(source, meta["img_size"], cache=True)

@@ -25,3 +25,13 @@ def test_one_row_per_seed_with_the_overrides(bench, capsys):
 def test_a_shipped_checkpoint_is_found_by_its_file_name(bench):
     row = bench.live_run("yolov5-cpu-nano", 1, weights="yolov5-cpu-nano-shapes.pt")
     assert row["weights"] == "yolov5-cpu-nano-shapes.pt" and row["steps"] == 1
+
+
+def test_weights_file_takes_a_path_as_given_and_a_name_from_the_shipped_weights(tmp_path):
+    from yolo_teach import paths
+
+    own = tmp_path / "mine.pt"
+    own.write_bytes(b"")
+    assert paths.weights_file(own) == own
+    assert paths.weights_file("yolov5-cpu-nano-shapes.pt") == paths.weights(
+        "yolov5-cpu-nano-shapes.pt")

@@ -33,6 +33,12 @@ def weights(name: str | None = None) -> Path:
     return _find(WEIGHTS, name)
 
 
+def weights_file(name_or_path: str | Path) -> Path:
+    """An existing checkpoint path as given, else the shipped weights file of that name."""
+    path = Path(name_or_path)
+    return path if path.exists() else weights(str(name_or_path))
+
+
 def samples(name: str | None = None) -> Path:
     """The shipped data samples folder (one small dataset per label format), or one of them."""
     return _find(SAMPLES, name)
