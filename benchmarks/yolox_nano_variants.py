@@ -33,6 +33,7 @@ NETWORKS = {  # one field of the nano's config
     "plain": {"depthwise": False},  # plain 3x3 convs (2.2 M params)
     "spp3": {"spp_kernel_sizes": (3,)},  # one 3x3 pool: the 4x4 deepest map at 128 px
     "depth0.67": {"depth": 0.67},  # two bottlenecks per CSP layer
+    "tiny-widths": {"width": 0.375, "depthwise": False},  # YOLOX-Tiny's widths (5.0 M params)
 }
 # run -> (network, input size, training options)
 RUNS = {
@@ -45,6 +46,8 @@ RUNS = {
     "img320": ("yolox-cpu-nano", 320, {}),
     "img256+final-phase": ("yolox-cpu-nano", 256, {"final_phase": 0.15}),
     "img256+depth0.67": ("yolox-cpu-nano:depth0.67", 256, {}),
+    "img256+plain": ("yolox-cpu-nano:plain", 256, {}),
+    "img256+tiny-widths": ("yolox-cpu-nano:tiny-widths", 256, {}),
 }
 
 
@@ -58,8 +61,13 @@ def register_networks() -> None:
                 rules={"simota": None}, default_rule="simota", description=f"nano, {change}"))
 
 
-def run(name: str, steps: int, seed: int = 0, threads: int = 1) -> dict:
+def run(name: str, steps: int, seed: int = 0, threads: int = 1,
+        loss_options: dict | None = None) -> dict:
+    """Train run ``name`` of :data:`RUNS`; ``loss_options`` override the loss's arguments (e.g.
+    ``{"topk": 20}``) and are recorded in the row."""
     model, img_size, options = RUNS[name]
+    if loss_options:
+        options = {**options, "loss_options": loss_options}
     setup(seed, threads)
     started = time.perf_counter()
     exp = make_experiment(model, "shapes", assign="simota", img_size=img_size, seed=seed,
@@ -79,13 +87,15 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--steps", type=int, default=600)
     parser.add_argument("--seeds", nargs="+", type=int, default=[0])
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--loss-options", type=json.loads, default=None,
+                        help='arguments of the loss to override, as JSON, e.g. \'{"topk": 20}\'')
     parser.add_argument("--out", type=Path, default=None, help="append the lines to this file")
     args = parser.parse_args(argv)
     register_networks()
     results = []
     for name in args.runs:
         for seed in args.seeds:
-            result = run(name, args.steps, seed, args.threads)
+            result = run(name, args.steps, seed, args.threads, args.loss_options)
             print(json.dumps(result), flush=True)
             if args.out is not None:
                 with open(args.out, "a") as f:

@@ -80,7 +80,7 @@ class Detector:
         """Detections on every image of a :class:`~yolo_teach.data.loader.DetectionDataset`,
         boxes mapped back to the original images: one numpy dict per image, in order.
         The defaults are COCO's evaluation practice (keep low scores for mAP)."""
-        from yolo_teach.train import predict_dataset  # train imports the data pipeline
+        from yolo_teach.history import predict_dataset  # imports the data pipeline
 
         return predict_dataset(self.predictor(conf_threshold, iou_threshold), self.model, data,
                                batch_size=batch_size)

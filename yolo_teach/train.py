@@ -22,15 +22,12 @@ there is no scheduler state to lose. Data order and augmentation depend only on 
 
 from __future__ import annotations
 
-import csv
-import json
 import math
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
@@ -38,9 +35,12 @@ from torch.utils.data import DataLoader, DistributedSampler
 from tqdm.auto import tqdm
 
 from yolo_teach.checkpoint import atomic_save, load_checkpoint
-from yolo_teach.data.augment import unletterbox_boxes
 from yolo_teach.data.errors import UserError
-from yolo_teach.data.loader import DetectionDataset, collate_detections
+from yolo_teach.data.loader import (
+    DetectionDataset,
+    collate_detections,
+    epoch_order,
+)
 from yolo_teach.devices import (
     any_rank,
     as_float32,
@@ -51,11 +51,17 @@ from yolo_teach.devices import (
     use_amp,
     wait_for_all,
 )
+from yolo_teach.history import (  # noqa: F401  (re-exported)
+    Predictor,
+    history_columns,
+    load_history,
+    predict_dataset,
+    write_history,
+)
 from yolo_teach.metrics import mean_average_precision
 from yolo_teach.optim import ModelEMA, build_optimizer, learning_rate  # noqa: F401  (re-exported)
 
 Criterion = Callable[[object, torch.Tensor], tuple[torch.Tensor, dict]]
-Predictor = Callable[[nn.Module, torch.Tensor], list[dict]]
 
 
 @dataclass(frozen=True)
@@ -380,61 +386,5 @@ class Trainer:
             atomic_save(self.state_dict(), self.out_dir / name)
 
     def _write_history(self) -> None:
-        if self.out_dir is None or not self.history or not self.is_main:
-            return
-        (self.out_dir / "history.json").write_text(json.dumps(self.history, indent=1))
-        keys = list(dict.fromkeys(k for row in self.history for k in row))
-        with open(self.out_dir / "history.csv", "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=keys)
-            writer.writeheader()
-            writer.writerows(self.history)
-
-
-def epoch_order(n: int, seed: int) -> list[int]:
-    """The order in which an epoch visits ``n`` training images: a permutation drawn from a
-    generator seeded with ``seed``.
-
-    NOTE: two 64-bit numbers are drawn and dropped first. The loop used to hand
-    ``DataLoader(shuffle=True, generator=...)`` to ``tqdm.auto``, which made two iterators,
-    each drawing the loader's base seed before the permutation; keeping those draws keeps
-    every earlier run's order, so results stay bit-identical.
-    """
-    generator = torch.Generator().manual_seed(seed)
-    for _ in range(2):
-        torch.empty((), dtype=torch.int64).random_(generator=generator)
-    return torch.randperm(n, generator=generator).tolist()
-
-
-@torch.no_grad()
-def predict_dataset(predict: Predictor, model: nn.Module, data: DetectionDataset,
-                    batch_size: int = 16, channels_last: bool = False) -> list[dict]:
-    """Run ``predict(model, images)`` over ``data`` (in order) and map every box back from the
-    letterboxed network input to its original image: one numpy prediction dict per image.
-    The images go to the device of ``model``'s weights."""
-    model.eval()
-    device = next(model.parameters()).device
-    loader = DataLoader(data, batch_size=batch_size, shuffle=False, collate_fn=collate_detections,
-                        generator=torch.Generator().manual_seed(0))  # not the global RNG
-    preds = []
-    for images, _ in loader:
-        images = images.to(device)
-        if channels_last:
-            images = images.contiguous(memory_format=torch.channels_last)
-        for pred in predict(model, images):
-            r, pad, shape = data.letterbox_params(len(preds))
-            preds.append({"boxes": unletterbox_boxes(pred["boxes"].cpu().numpy(), r, pad, shape),
-                          "scores": pred["scores"].cpu().numpy(),
-                          "labels": pred["labels"].cpu().numpy()})
-    return preds
-
-
-def load_history(path: str | Path) -> list[dict]:
-    """Read ``history.json`` (or the folder that holds it)."""
-    path = Path(path)
-    return json.loads((path / "history.json" if path.is_dir() else path).read_text())
-
-
-def history_columns(history: list[dict]) -> dict[str, np.ndarray]:
-    """The history as one array per column (NaN where an epoch has no value, e.g. no validation)."""
-    keys = list(dict.fromkeys(k for row in history for k in row))
-    return {k: np.array([row.get(k, np.nan) for row in history], dtype=float) for k in keys}
+        if self.out_dir is not None and self.history and self.is_main:
+            write_history(self.out_dir, self.history)

@@ -145,3 +145,18 @@ def collate_detections(
         t[:, 0] = b
         targets.append(t)
     return images, torch.cat(targets) if targets else torch.zeros((0, 6))
+
+
+def epoch_order(n: int, seed: int) -> list[int]:
+    """The order in which an epoch visits ``n`` training images: a permutation drawn from a
+    generator seeded with ``seed``.
+
+    NOTE: two 64-bit numbers are drawn and dropped first. The loop used to hand
+    ``DataLoader(shuffle=True, generator=...)`` to ``tqdm.auto``, which made two iterators,
+    each drawing the loader's base seed before the permutation; keeping those draws keeps
+    every earlier run's order, so results stay bit-identical.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    for _ in range(2):
+        torch.empty((), dtype=torch.int64).random_(generator=generator)
+    return torch.randperm(n, generator=generator).tolist()

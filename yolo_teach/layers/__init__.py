@@ -15,7 +15,9 @@
 - :mod:`~yolo_teach.layers.spp`: SPP(5, 9, 13) and SPPF (YOLOv4 §3.4);
 - :mod:`~yolo_teach.layers.attention`: YOLOv4's point-wise SAM (§3.4), SE, CBAM, and context
   managers that record their maps or switch them off;
-- :mod:`~yolo_teach.layers.regularization`: DropBlock and class label smoothing (§3.4).
+- :mod:`~yolo_teach.layers.regularization`: DropBlock and class label smoothing (§3.4);
+- :mod:`~yolo_teach.layers.res2net` and :mod:`~yolo_teach.layers.light_head`: RefineDetLite's
+  Res2NetLite blocks and its Light-head detection part and feature fusion (§3.2-3.3).
 
 Models import their blocks from here, never from another model file.
 """
