@@ -10,8 +10,10 @@ One JSON line per run: ``run``, ``model``, ``img_size``, ``options``, ``seed``, 
     python benchmarks/yolox_nano_variants.py --threads 1 --steps 600
     python benchmarks/yolox_nano_variants.py --runs base img256 img320 --steps 2000 \
         --out yolo_teach/assets/results/yolox_nano_variants.jsonl
+    python benchmarks/yolox_nano_variants.py --runs img256+width0.375 --steps 2000 \
+        --seeds 0 1 2 --loss-options '{"topk": 20}'
 
-Session 6's readings are in benchmarks/README.md.
+The readings of sessions 6 and 12 are in benchmarks/README.md.
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ NETWORKS = {  # one field of the nano's config
     "spp3": {"spp_kernel_sizes": (3,)},  # one 3x3 pool: the 4x4 deepest map at 128 px
     "depth0.67": {"depth": 0.67},  # two bottlenecks per CSP layer
     "tiny-widths": {"width": 0.375, "depthwise": False},  # YOLOX-Tiny's widths (5.0 M params)
+    "width0.375": {"width": 0.375},  # 1.5 x the nano's widths, depth-wise convs kept
+    "width0.5": {"width": 0.5},  # YOLOX-S's widths, depth-wise convs kept
 }
 # run -> (network, input size, training options)
 RUNS = {
@@ -48,6 +52,8 @@ RUNS = {
     "img256+depth0.67": ("yolox-cpu-nano:depth0.67", 256, {}),
     "img256+plain": ("yolox-cpu-nano:plain", 256, {}),
     "img256+tiny-widths": ("yolox-cpu-nano:tiny-widths", 256, {}),
+    "img256+width0.375": ("yolox-cpu-nano:width0.375", 256, {}),
+    "img256+width0.5": ("yolox-cpu-nano:width0.5", 256, {}),
 }
 
 
