@@ -10,10 +10,10 @@ One JSON line per run: ``run``, ``model``, ``img_size``, ``options``, ``seed``, 
     python benchmarks/yolox_nano_variants.py --threads 1 --steps 600
     python benchmarks/yolox_nano_variants.py --runs base img256 img320 --steps 2000 \
         --out yolo_teach/assets/results/yolox_nano_variants.jsonl
-    python benchmarks/yolox_nano_variants.py --runs img256+width0.375 --steps 2000 \
-        --seeds 0 1 2 --loss-options '{"topk": 20}'
+    python benchmarks/yolox_nano_variants.py --runs img256+width0.375 img320+width0.375 \
+        --steps 2000 --seeds 0 1 2 --loss-options '{"topk": 20}'
 
-The readings of sessions 6 and 12 are in benchmarks/README.md.
+The readings of sessions 6, 12 and 13 are in benchmarks/README.md.
 """
 
 from __future__ import annotations
@@ -54,6 +54,10 @@ RUNS = {
     "img256+tiny-widths": ("yolox-cpu-nano:tiny-widths", 256, {}),
     "img256+width0.375": ("yolox-cpu-nano:width0.375", 256, {}),
     "img256+width0.5": ("yolox-cpu-nano:width0.5", 256, {}),
+    "img256+width0.375+lr0.0075": ("yolox-cpu-nano:width0.375", 256, {"lr": 0.0075}),
+    "img256+width0.375+lr0.01": ("yolox-cpu-nano:width0.375", 256, {"lr": 0.01}),
+    "img256+width0.375+lr0.0035": ("yolox-cpu-nano:width0.375", 256, {"lr": 0.0035}),
+    "img320+width0.375": ("yolox-cpu-nano:width0.375", 320, {}),
 }
 
 
