@@ -406,21 +406,52 @@ md(r"""
 `refinedet-lite-nano` is RefineDetLite at a laptop's size: c = 16 and one to two Res2Blocks per
 stage, four levels at strides 8 to 64 for 128 px scenes, 0.33 M parameters. Its anchors are two
 strides wide plus SSD's second square, 4 per location (a choice of ours: with RefineDet's three
-anchors of 1.5 strides only half of our objects have an anchor at IoU ≥ 0.5). Live, on scenes
-with one large shape each, for about 30 s:
-""")
+anchors of 1.5 strides only half of our objects have an anchor at IoU ≥ 0.5).
 
-code(r"""
-# NBVAL_IGNORE_OUTPUT
-recipe = {**short_run("refinedet-lite-nano"), "lr": 0.01, "warmup_iters": 15}
-live_run = make_experiment("refinedet-lite-nano", "shapes", n_train=400, n_val=100, epochs=8,
-                           val_every=0, seed=0, data_options=ONE_SHAPE, progress=False, **recipe)
-history = live_run.trainer.fit()
-print(f"{live_run.trainer.iteration} steps in {live_run.trainer.train_seconds:.0f} s")
+From scratch, on scenes with one large shape each (`ONE_SHAPE`, 400 training images), with twice
+the learning rate and a short warm-up, 400 steps are not reliably enough. `benchmarks/live_cell.py`
+trains the nano the way a live cell would, three seeds per setting, one thread per run, and
+writes one row per run to `results/live_cell.jsonl`:
 """)
 
 code(r"""
 # NBVAL_CHECK_OUTPUT
+settings = {}
+for r in read_jsonl(RESULTS / "live_cell.jsonl"):
+    if r["model"] == "refinedet-lite-nano":
+        start = r["weights"] or "from scratch"
+        key = (start, r["steps"], ", ".join(f"{k} {v}" for k, v in r["options"].items()))
+        settings.setdefault(key, []).append(r)
+print("start                          steps  changes to short_run        mAP50 (each seed)      s")
+for (start, steps, changes), rows in settings.items():
+    each = " / ".join(f"{r['map_50']:.3f}" for r in rows)
+    seconds = np.mean([r["train_seconds"] for r in rows])
+    print(f"{start:29s} {steps:6d}  {changes or '-':26s} {each:22s} {seconds:3.0f}")
+""")
+
+md(r"""
+Two seeds of three are still at zero after 400 steps from scratch, while the third has
+taken off. So the live cell starts from the weights that section 9's explorer
+loads (`refinedet-lite-nano-basic.pt`, 4,000 steps on the default seven-class scenes, made by
+`scripts/train_checkpoints.py`); every tensor whose shape fits is copied, and only the ODM's
+class convs (7 classes there, 3 here) start from their initialisation. The plain recipe, 100
+steps of 8 images:
+""")
+
+code(r"""
+# NBVAL_IGNORE_OUTPUT
+live_run = make_experiment("refinedet-lite-nano", "shapes", n_train=400, n_val=100, epochs=2,
+                           val_every=0, seed=0, data_options=ONE_SHAPE, progress=False,
+                           weights=paths.weights("refinedet-lite-nano-basic.pt"),
+                           **short_run("refinedet-lite-nano"))
+history = live_run.trainer.fit()
+print(f"{live_run.trainer.iteration} steps in {live_run.trainer.train_seconds:.0f} s; "
+      f"kept their initialisation: {sorted(live_run.transfer.skipped)}")
+""", tags=("live-training",))
+
+code(r"""
+# NBVAL_IGNORE_OUTPUT
+# the digits vary with the CPU and the seed: the assert at the end is the check
 cols = history_columns(history)
 fig, ax = plt.subplots(figsize=(5.5, 3))
 for term in ("train_arm_box", "train_arm_cls", "train_odm_box", "train_odm_cls"):
@@ -433,8 +464,8 @@ plt.show()
 live_map = cols["map_50"][-1]
 print(f"mAP50 on {len(live_run.val_set)} validation images after {int(cols['iteration'][-1])} "
       f"steps: {live_map:.2f}")
-assert live_map >= 0.15
-""")
+assert live_map >= 0.5  # measured 0.80-0.82 (seeds 0-2, benchmarks/live_cell.py)
+""", tags=("live-training",))
 
 md(r"""
 ## 8 · The training strategies, in the shape of Table 3

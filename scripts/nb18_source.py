@@ -246,7 +246,8 @@ print(f"{live.trainer.iteration} steps in {time.perf_counter() - started:.0f} s"
 """)
 
 code(r"""
-# NBVAL_CHECK_OUTPUT
+# NBVAL_IGNORE_OUTPUT
+# the digits vary with the CPU and the seed: the asserts at the end are the check
 cols = history_columns(history)
 fig, ax = plt.subplots(figsize=(5.5, 3))
 for term in ("train_box", "train_obj", "train_cls"):
@@ -259,6 +260,8 @@ plt.show()
 live_report = detection_report(live.trainer.predictions(), live.val_set.targets(), names)
 print(f"after {int(cols['iteration'][-1])} steps: mAP50 {cols['map_50'][-1]:.3f}; AP50 "
       + ", ".join(f"{n} {a:.2f}" for n, a in zip(names, live_report.ap)))
+# measured (seeds 0-2, two CPUs): loss down to 0.4 of its start, mAP50 0.16-0.19, AP50 mask
+# 0.46-0.56, the two rare classes 0.03 or less
 assert cols["train_loss"][-1] < 0.7 * cols["train_loss"][0] and cols["map_50"][-1] > 0.1
 assert live_report.ap[0] > 0.3 > live_report.ap[1:].max()  # masks learned, the others not yet
 """)

@@ -24,22 +24,23 @@ class NotebookSource:
     def __init__(self, name: str):
         self.path = ROOT / "notebooks" / name
         self.prefix = f"nb{name[:2]}"
-        self.cells: list[tuple[str, str]] = []
+        self.cells: list[tuple[str, str, tuple[str, ...]]] = []
 
     def md(self, text: str) -> None:
-        self.cells.append(("markdown", text.strip("\n")))
+        self.cells.append(("markdown", text.strip("\n"), ()))
 
-    def code(self, text: str) -> None:
-        self.cells.append(("code", text.strip("\n")))
+    def code(self, text: str, tags: tuple[str, ...] = ()) -> None:
+        """A code cell; ``tags`` go into its metadata (e.g. ``live-training``, tests/browser)."""
+        self.cells.append(("code", text.strip("\n"), tags))
 
     def write(self, path: Path | None = None, **replace: str) -> Path:
         """Write the notebook (no outputs), with ``{PLACEHOLDER: text}`` replacements."""
         cells = []
-        for i, (kind, text) in enumerate(self.cells):
+        for i, (kind, text, tags) in enumerate(self.cells):
             for key, value in replace.items():
                 text = text.replace(key, value)
-            cell = {"cell_type": kind, "id": f"{self.prefix}-{i:02d}", "metadata": {},
-                    "source": text}
+            cell = {"cell_type": kind, "id": f"{self.prefix}-{i:02d}",
+                    "metadata": {"tags": list(tags)} if tags else {}, "source": text}
             if kind == "code":
                 cell.update(execution_count=None, outputs=[])
             cells.append(cell)

@@ -33,6 +33,7 @@ RUNS = {  # "model:assign" -> epochs of 2,000 shapes images
     "yolov3-nano:neighbours": 12,
     "yolov4-nano:multi": 12,
     "yolox-improved-cpu-nano:simota": 8,  # 2,000 steps; its CBAMs are read in notebook 12
+    "yolox-cpu-nano:simota": 4,  # 1,000 steps; notebook 13 fine-tunes it live
     "refinedet-lite-nano:basic": 16,  # 4,000 steps; the two-step widget of notebook 16
     "yolov5-cpu-nano:neighbours": 8,  # 2,000 steps at 256 px; the pretrained start of nb 17
 }

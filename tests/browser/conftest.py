@@ -3,6 +3,11 @@
 Both are session-scoped and always shut down, kernels included, even when a test fails. Without
 Debian's Chromium or the ``playwright`` package the tests are skipped, unless the environment
 variable ``CI`` is set: then they fail.
+
+The copy leaves out the code cells tagged ``live-training`` (a nano trained live, and the cells
+that only read that run): nbval runs and checks them in the same test session, no widget reads
+them, and they are most of a training notebook's run time. A widget that did read one would
+fail its notebook here with a NameError, not pass unseen.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"
                  "--disable-background-networking", "--disable-component-update",
                  "--disable-sync"]
 VIEWPORT = {"width": 1600, "height": 1000}
+LIVE_TRAINING = "live-training"  # the cell tag the copy drops (see the module docstring)
 SERVER_START_S = 120  # JupyterLab's first start can be slow on a busy 2-core machine
 
 # JupyterLab user settings: every cell in the DOM, no autosave, no news pop-up
@@ -146,6 +152,17 @@ def _stop(lab: Lab) -> None:
                 pass
 
 
+def drop_live_training(path: Path) -> int:
+    """Remove the cells tagged ``live-training`` from the notebook at ``path``; how many."""
+    nb = json.loads(path.read_text())
+    kept = [c for c in nb["cells"] if LIVE_TRAINING not in c.get("metadata", {}).get("tags", [])]
+    dropped = len(nb["cells"]) - len(kept)
+    if dropped:
+        nb["cells"] = kept
+        path.write_text(json.dumps(nb, indent=1) + "\n")
+    return dropped
+
+
 @pytest.fixture(scope="session")
 def lab(tmp_path_factory) -> Iterator[Lab]:
     """JupyterLab on 127.0.0.1 (free port, no token) serving a temporary copy of notebooks/."""
@@ -157,6 +174,8 @@ def lab(tmp_path_factory) -> Iterator[Lab]:
     root = base / "notebooks"  # JupyterLab writes into what it serves: never the repository
     shutil.copytree(REPO / "notebooks", root,
                     ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
+    for path in root.glob("*.ipynb"):
+        drop_live_training(path)
     _write_settings(base / "settings")
     env = dict(os.environ, JUPYTER_CONFIG_DIR=str(base / "config"),
                JUPYTER_DATA_DIR=str(base / "data"), JUPYTER_RUNTIME_DIR=str(base / "runtime"))

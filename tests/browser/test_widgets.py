@@ -13,11 +13,14 @@ A new widget is one line of ``WIDGETS``. Run only these tests with ``pytest -m b
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import inspect
 import json
 import os
 import pkgutil
 import re
+import shutil
+import sys
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -312,3 +315,27 @@ def test_unlisted_notebooks_show_no_widget():
             if cell["cell_type"] == "code" and (calls or views):
                 found.append(f"{path.name}: {calls or 'a stored widget view'}")
     assert not found, f"widgets not in WIDGETS: {found}"
+
+
+def test_the_served_copy_drops_the_live_training_cells_and_keeps_every_widget(tmp_path):
+    """Each notebook of ``NOTEBOOKS`` loses its ``live-training`` cells, and only those."""
+    spec = importlib.util.spec_from_file_location("browser_conftest", Path(__file__).with_name(
+        "conftest.py"))
+    served = sys.modules.setdefault(spec.name, importlib.util.module_from_spec(spec))
+    spec.loader.exec_module(served)
+    LIVE_TRAINING, drop_live_training = served.LIVE_TRAINING, served.drop_live_training
+
+    dropped = {}
+    for name in NOTEBOOKS:
+        path = tmp_path / f"{name}.ipynb"
+        shutil.copy(REPO / "notebooks" / path.name, path)
+        before = json.loads(path.read_text())["cells"]
+        tagged = [c for c in before if LIVE_TRAINING in c.get("metadata", {}).get("tags", [])]
+        assert all(c["cell_type"] == "code" for c in tagged), name
+        dropped[name] = drop_live_training(path)
+        after = json.loads(path.read_text())["cells"]
+        assert dropped[name] == len(tagged) == len(before) - len(after)
+        assert [c for c in before if c not in tagged] == after
+        calls = [w.name.replace("-", "_") + "(" for w in WIDGETS if w.notebook == name]
+        assert all(any(call in "".join(c["source"]) for c in after) for call in calls), name
+    assert dropped["16_refinedet"] and dropped["06_yolov3_multiscale"]
