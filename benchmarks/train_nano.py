@@ -33,6 +33,7 @@ RUNS = {  # model -> assignment rules worth comparing
     "yolov5-cpu-nano": ("neighbours",),  # no SPPF pooling at 4 x 4, YOLOv3's head
     "yolox-cpu-nano": ("simota",),  # YOLOX-Nano's network, anchor-free
     "yolox-cpu-nano-wide": ("simota",),  # the same at YOLOX-Tiny's widths; meant for --img-size 320
+    "yolox-improved-cpu-nano": ("simota",),  # seed 004: CBAM, non-local fusion, CIoU
     "yolov7-tiny-nano": ("neighbours", "ota"),  # yolov7-tiny at half width, one 3x3 SPP window
     "yolov7-tiny-nano-aux": ("coarse-to-fine", "lead-guided", "independent"),  # YOLOv7 Table 6
     "refinedet-lite-nano": ("basic", "advanced"),  # RefineDetLite §5.1 (Table 3: ablate_refinedet)
