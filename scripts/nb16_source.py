@@ -73,7 +73,7 @@ from yolo_teach.models import refinedet320_vgg16, refinedet_lite72, yolov3
 from yolo_teach.models.refinedet_lite import Res2Block
 from yolo_teach.models.summary import count_flops, count_parameters
 from yolo_teach.models.timing import compare_latency, cpu_name
-from yolo_teach.results import read_jsonl
+from yolo_teach.results import by_setting, read_jsonl
 from yolo_teach.train import history_columns
 from yolo_teach.utils import setup
 from yolo_teach.viz.draw import draw_boxes, draw_canvas
@@ -416,12 +416,7 @@ writes one row per run to `results/live_cell.jsonl`:
 
 code(r"""
 # NBVAL_CHECK_OUTPUT
-settings = {}
-for r in read_jsonl(RESULTS / "live_cell.jsonl"):
-    if r["model"] == "refinedet-lite-nano":
-        start = r["weights"] or "from scratch"
-        key = (start, r["steps"], ", ".join(f"{k} {v}" for k, v in r["options"].items()))
-        settings.setdefault(key, []).append(r)
+settings = by_setting(read_jsonl(RESULTS / "live_cell.jsonl"), "refinedet-lite-nano")
 print("start                          steps  changes to short_run        mAP50 (each seed)      s")
 for (start, steps, changes), rows in settings.items():
     each = " / ".join(f"{r['map_50']:.3f}" for r in rows)

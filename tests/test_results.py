@@ -23,3 +23,16 @@ def test_summarize_groups_in_first_seen_order():
     assert b["map_50_std"] == pytest.approx(math.sqrt(0.02))
     assert (b["map_50_min"], b["map_50_max"]) == (0.5, 0.7)
     assert a["n"] == 1 and a["map_50_std"] == 0 and a["map_50"] == 0.2
+
+
+def test_by_setting_groups_the_live_cell_rows_of_one_model_by_start_steps_and_overrides():
+    from yolo_teach.results import by_setting
+
+    rows = [{"model": "a", "steps": 100, "seed": 0, "options": {}, "weights": "w.pt"},
+            {"model": "b", "steps": 100, "seed": 0, "options": {}, "weights": None},
+            {"model": "a", "steps": 200, "seed": 0, "options": {"lr": 0.01, "warmup_iters": 15},
+             "weights": None},
+            {"model": "a", "steps": 100, "seed": 1, "options": {}, "weights": "w.pt"}]
+    groups = by_setting(rows, "a")
+    assert list(groups) == [("w.pt", 100, ""), ("from scratch", 200, "lr 0.01, warmup_iters 15")]
+    assert [r["seed"] for r in groups["w.pt", 100, ""]] == [0, 1]

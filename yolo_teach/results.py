@@ -63,3 +63,19 @@ def summarize(rows: Sequence[dict], by: Sequence[str],
                             f"{m}_max": max(values)})
         out.append(summary)
     return out
+
+
+def by_setting(rows: Sequence[dict], model: str) -> dict[tuple[str, int, str], list[dict]]:
+    """The rows of ``benchmarks/live_cell.py`` for ``model``, grouped by setting (first-seen order).
+
+    Keys are ``(start, steps, changes)``: ``start`` is the checkpoint's file name or ``"from
+    scratch"``, ``changes`` the recipe overrides as text (``"lr 0.01, warmup_iters 15"``, ``""``
+    for none); each value holds that setting's rows, one per seed.
+    """
+    groups: dict[tuple[str, int, str], list[dict]] = {}
+    for row in rows:
+        if row["model"] == model:
+            changes = ", ".join(f"{k} {v}" for k, v in row.get("options", {}).items())
+            key = (row.get("weights") or "from scratch", row["steps"], changes)
+            groups.setdefault(key, []).append(row)
+    return groups
